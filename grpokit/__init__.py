@@ -1,0 +1,3 @@
+"""grpokit: GRPO on verifiable rewards."""
+
+__version__ = "0.1.0"
