@@ -1,0 +1,211 @@
+"""Is a predicted answer equal to the reference? Numbers by value, LaTeX by math-verify, in time.
+
+``answers_match(gold, pred)`` answers True, False, or None when it could not decide in time.
+It tries, cheapest first:
+
+1. both sides plain numbers (``1,234``, ``$18.00``, ``\\frac{3}{4}``, ``50\\%``): exact value
+   comparison with ``fractions.Fraction``, no sympy at all (the GSM8K fast path);
+2. the same text after light normalisation (spacing macros, ``\\left``/``\\right``, ``\\dfrac``);
+3. math-verify (``parse`` both sides, ``verify(gold, pred)``) under a wall-clock limit.
+
+The time limit. math-verify's own timeouts use ``signal.alarm`` with whole seconds, swallow the
+timeout into a plain ``False`` (a wrong answer, not "could not judge") and raise in any thread
+other than the main one. So we switch them off and run our own limit instead:
+
+* main thread: ``signal.setitimer`` raising a ``BaseException`` subclass, so math-verify's and
+  sympy's ``except Exception`` blocks cannot swallow it; any outer timer is restored after;
+* other threads (signals are impossible there): the check runs in one helper process that owns
+  its main thread; if it does not answer in time it is killed and restarted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+
+from .answers import normalize_text, parse_number
+
+__all__ = ["answers_match", "latex_equivalent", "DEFAULT_TIMEOUT_S"]
+
+DEFAULT_TIMEOUT_S = 5.0
+
+log = logging.getLogger("grpokit.rewards")
+
+
+class _Deadline(BaseException):
+    """Raised from SIGALRM; a BaseException so that ``except Exception`` lets it through."""
+
+
+class _TimerState:
+    active = False
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise ``_Deadline`` in the main thread if the body runs longer than ``seconds``."""
+    state = _TimerState()
+
+    def on_alarm(signum, frame):
+        if state.active:
+            raise _Deadline()
+
+    old_handler = signal.signal(signal.SIGALRM, on_alarm)
+    started = time.monotonic()
+    state.active = True
+    # The 50 ms repeat re-raises if some bare ``except:`` deep in a parser swallowed the first one.
+    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
+    try:
+        yield
+    finally:
+        while True:  # an alarm landing here must not skip the cleanup below
+            try:
+                state.active = False
+                break
+            except _Deadline:
+                continue
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay > 0:  # someone else's timer (pytest-timeout, a trainer watchdog) goes on
+            remaining = old_delay - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(remaining, 1e-3))
+
+
+@functools.lru_cache(maxsize=1)
+def _math_verify():
+    import math_verify  # heavy (sympy, antlr): imported only when a LaTeX answer needs it
+    import math_verify.grader
+    import math_verify.parser
+
+    # We pass timeouts of None on purpose (see the module docstring); silence the one-time
+    # warning math-verify prints about that.
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    return math_verify
+
+
+def _parse(expression: str):
+    mv = _math_verify()
+    return mv.parse("$" + expression + "$", parsing_timeout=None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(gold: str):
+    """Gold answers repeat G times per prompt: parse each once. Timeouts are never cached."""
+    return _parse(gold)
+
+
+def _verify_unlimited(gold: str, pred: str) -> bool:
+    gold_parsed = _parse_gold(gold)
+    pred_parsed = _parse(pred)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(_math_verify().verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _verify_in_main_thread(gold: str, pred: str, timeout_s: float | None) -> bool | None:
+    if not timeout_s or timeout_s <= 0:
+        return _verify_unlimited(gold, pred)
+    try:
+        with _time_limit(timeout_s):
+            return _verify_unlimited(gold, pred)
+    except _Deadline:
+        log.debug("math-verify gave up after %.1fs on gold=%r pred=%r", timeout_s, gold, pred)
+        return None
+
+
+# ----------------------------------------------------------------------------- helper process
+
+
+def _helper_loop(conn) -> None:  # runs in the helper process, in its main thread
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        gold, pred, timeout_s = request
+        try:
+            conn.send(("ok", _verify_in_main_thread(gold, pred, timeout_s)))
+        except Exception as exc:  # report, keep serving
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _Helper:
+    """One spawned process that runs math-verify for callers outside the main thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process = None
+        self._conn = None
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=_helper_loop, args=(child,), daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(timeout=5)
+        self._process = self._conn = None
+
+    def verify(self, gold: str, pred: str, timeout_s: float | None) -> bool | None:
+        # The child enforces timeout_s itself; the outer wait only catches a hung child
+        # (and allows for the first call's start-up, which imports sympy).
+        outer = (timeout_s or DEFAULT_TIMEOUT_S) * 2 + 30.0
+        with self._lock:
+            if self._process is None or not self._process.is_alive():
+                self._start()
+            try:
+                self._conn.send((gold, pred, timeout_s))
+                if not self._conn.poll(outer):
+                    log.warning("math-verify helper did not answer in %.0fs; restarting it", outer)
+                    self._kill()
+                    return None
+                status, value = self._conn.recv()
+            except (EOFError, OSError, BrokenPipeError) as exc:
+                log.warning("math-verify helper died (%s); restarting it", exc)
+                self._kill()
+                return None
+        if status == "error":
+            raise RuntimeError(f"math-verify failed in the helper process: {value}")
+        return value
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill()
+
+
+_HELPER = _Helper()
+
+
+def latex_equivalent(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S):
+    """math-verify's verdict on ``pred`` against ``gold`` (LaTeX without ``$``), or None on timeout.
+
+    ``timeout_s`` bounds parsing and verification together; None or 0 means no limit.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return _verify_in_main_thread(gold, pred, timeout_s)
+    return _HELPER.verify(gold, pred, timeout_s)
+
+
+def answers_match(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S):
+    """True if ``pred`` is the same answer as ``gold``; None if math-verify ran out of time.
+
+    ``gold`` is the bare reference answer (see ``extract_gold``), ``pred`` the extracted one.
+    """
+    gold_value = parse_number(gold)
+    if gold_value is not None:
+        pred_value = parse_number(pred)
+        if pred_value is not None:
+            return gold_value == pred_value
+    if normalize_text(gold) == normalize_text(pred):
+        return True
+    return latex_equivalent(gold, pred, timeout_s=timeout_s)
