@@ -65,3 +65,19 @@ def test_math500_reference_boxed_answers_grade_correctly():
     assert len(rows) == 500
     share, failures = _check(rows, "solution", "answer")
     assert share >= 0.99, failures
+
+
+def test_math500_in_worker_processes_matches_serial():
+    # LaTeX grading in spawned workers: math-verify runs there under the signal time limit.
+    from grpokit.rewards import RewardScorer
+
+    rows = _rows("math500/test.jsonl")[:64]
+    golds = [r["answer"] for r in rows]
+    completions = [r["solution"] for r in rows] + [r["solution"] for r in rows[1:] + rows[:1]]
+    examples = [{"answer": g, "unique_id": r["unique_id"]} for g, r in zip(golds, rows)] * 2
+    serial = RewardScorer(["math"], [1.0]).score(completions, examples)
+    with RewardScorer(["math"], [1.0], workers=2, parallel_min=32) as scorer:
+        parallel = scorer.score(completions, examples)
+    assert parallel.total == serial.total
+    assert serial.total[:64] == [1.0] * 64
+    assert serial.total[64:].count(-0.5) >= 62  # neighbours' answers: almost all differ
