@@ -185,6 +185,9 @@ class RewardScorer:
         self.max_fail_share = float(max_fail_share)
         self.workers, self.parallel_min = int(workers), int(parallel_min)
         self._components = [(n, self._bind(n)) for n in names]
+        # Specs for worker processes, fixed now: a relative plug-in path must not move if the
+        # working directory changes before the pool starts.
+        self._worker_specs = {n: resolvable_spec(n) for n in names}
         self._pool: cf.ProcessPoolExecutor | None = None
         self._pool_unusable = False
 
@@ -229,9 +232,10 @@ class RewardScorer:
             failures[name] = len(messages)
             errors.extend(messages)
         for message in errors[:_LOGGED_PER_STEP]:
-            log.warning(message)
+            log.warning("%s", message)
         if len(errors) > _LOGGED_PER_STEP:
-            log.warning("... and %d more reward failures in this step", len(errors) - _LOGGED_PER_STEP)
+            more = len(errors) - _LOGGED_PER_STEP
+            log.warning("... and %d more reward failures in this step", more)
         self._raise_if_too_many(failures, errors, n)
         total = [self._weighted(i, components) for i in range(n)]
         return ScoreResult(total=total, components=components, errors=errors, failures=failures)
@@ -265,7 +269,7 @@ class RewardScorer:
     def _payload(self):
         payload = []
         for name in self.names:
-            spec = resolvable_spec(name)
+            spec = self._worker_specs[name]
             if spec is None:
                 fn = resolve_reward(name)
                 pickle.dumps(fn)  # fails here, in the parent, if it cannot travel
@@ -278,7 +282,7 @@ class RewardScorer:
             try:
                 payload = self._payload()
             except Exception as exc:
-                log.warning("rewards cannot be sent to worker processes (%s); scoring serially", exc)
+                log.warning("rewards cannot go to worker processes (%s); scoring serially", exc)
                 self._pool_unusable = True
                 return None
             self._pool = cf.ProcessPoolExecutor(
