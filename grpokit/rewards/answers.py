@@ -45,6 +45,7 @@ _MARKER = re.compile(
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)|[;!?\n]")
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_ARITHMETIC = set("+-*/×÷=−^")
 _LATEX_HINT = re.compile(r"\\[a-zA-Z]|[\^_{}]")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _MAX_BOX_CHARS = 5000
@@ -134,8 +135,8 @@ def _answer_from_clause(clause: str) -> str | None:
     """The answer in the text that follows a marker or ``####``: first formula, else first number.
 
     The clause stops at the end of its sentence, so "Answer: 18. I hope this helps with your 2
-    questions" reads 18. Plain arithmetic like "16 - 3 - 4 = 9" reads the part after the last
-    ``=``. A clause with neither a number nor a formula counts only if it is one short word
+    questions" reads 18. A clause that opens with a number reads that number, unless
+    arithmetic follows it: "16 - 3 - 4 = 9" and "x = 9" read the part after the last ``=``. A clause with neither a number nor a formula counts only if it is one short word
     ("yes", "(B)", "Monday"); "the answer is not obvious" is no answer.
     """
     clause = clause[:4000].strip().lstrip("*:= \t").strip()
@@ -149,6 +150,9 @@ def _answer_from_clause(clause: str) -> str | None:
         return None
     if _LATEX_HINT.search(clause):
         return clause.rstrip(".,;:").strip() or None
+    first = _NUMBER_IN_TEXT.match(clause)
+    if first and clause[first.end():].lstrip()[:1] not in _ARITHMETIC:
+        return first.group(0).strip()  # "18 (since 9*2 = 17+1)" reads 18
     number = _NUMBER_IN_TEXT.search(clause.rsplit("=", 1)[-1])
     if number:
         return number.group(0).strip()
