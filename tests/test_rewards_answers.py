@@ -229,6 +229,13 @@ def test_100kb_completion_is_graded_fast():
     assert per_call < 0.05, f"{per_call * 1e3:.1f} ms per 100 kB completion"
 
 
+def test_page_long_answers_are_wrong_without_sympy():
+    start = time.perf_counter()
+    assert math_reward("1" * 100_000, "5") == -0.5
+    assert math_reward(r"\boxed{" + "(" * 2000 + ")" * 2000 + "}", "5") == -0.5
+    assert time.perf_counter() - start < 0.5
+
+
 def test_100kb_of_unclosed_boxes_stays_fast():
     text = r"\boxed{1" * 14_000  # every box is unterminated
     start = time.perf_counter()

@@ -6,7 +6,8 @@ It tries, cheapest first:
 1. both sides plain numbers (``1,234``, ``$18.00``, ``\\frac{3}{4}``, ``50\\%``): exact value
    comparison with ``fractions.Fraction``, no sympy at all (the GSM8K fast path);
 2. the same text after light normalisation (spacing macros, ``\\left``/``\\right``, ``\\dfrac``);
-3. math-verify (``parse`` both sides, ``verify(gold, pred)``) under a wall-clock limit.
+3. math-verify (``parse`` both sides, ``verify(gold, pred)``) under a wall-clock limit;
+   an extracted answer longer than 1,000 characters (and 4x the reference) is wrong outright.
 
 The time limit. math-verify's own timeouts use ``signal.alarm`` with whole seconds, swallow the
 timeout into a plain ``False`` (a wrong answer, not "could not judge") and raise in any thread
@@ -33,6 +34,7 @@ from .answers import normalize_text, parse_number
 __all__ = ["answers_match", "latex_equivalent", "DEFAULT_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 5.0
+_MAX_ANSWER_CHARS = 1000
 
 log = logging.getLogger("grpokit.rewards")
 
@@ -214,4 +216,6 @@ def answers_match(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIM
             return gold_value == pred_value
     if normalize_text(gold) == normalize_text(pred):
         return True
+    if len(pred) > max(_MAX_ANSWER_CHARS, 4 * len(gold)):
+        return False  # a page-long "answer" is wrong; no need to spend seconds in sympy on it
     return latex_equivalent(gold, pred, timeout_s=timeout_s)
