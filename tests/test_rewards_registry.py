@@ -80,7 +80,8 @@ def test_missing_module_names_the_spec_and_module():
 def test_module_with_a_broken_import_says_so(tmp_path, monkeypatch):
     _write(tmp_path / "rwd_broken_dep.py", "import not_installed_dep_xyz\ndef f(c, e): return 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(RewardError, match="importing module 'rwd_broken_dep' failed.*not_installed"):
+    expected = "importing module 'rwd_broken_dep' failed.*not_installed"
+    with pytest.raises(RewardError, match=expected):
         resolve_reward("rwd_broken_dep:f")
 
 
@@ -106,7 +107,8 @@ def test_missing_function_lists_and_suggests(tmp_path):
 
 def test_not_callable(tmp_path):
     path = _write(tmp_path / "plug.py", "THRESHOLD = 3\n")
-    with pytest.raises(RewardError, match=r"plug\.py:THRESHOLD' is a value of type int \(3\), not a function"):
+    expected = r"plug\.py:THRESHOLD' is a value of type int \(3\), not a function"
+    with pytest.raises(RewardError, match=expected):
         resolve_reward(f"{path}:THRESHOLD")
 
 

@@ -84,8 +84,8 @@ def resolve_reward(spec: str) -> RewardFn:
         raise RewardError(_unknown_name_message(spec))
     if not callable(fn):
         raise RewardError(
-            f"reward {spec!r} is a value of type {type(fn).__name__} ({fn!r:.60}), not a function; it must be "
-            "callable as fn(completion: str, example: dict) -> float | None"
+            f"reward {spec!r} is a value of type {type(fn).__name__} ({fn!r:.60}), not a "
+            "function; it must be callable as fn(completion: str, example: dict) -> float | None"
         )
     check_signature(fn, spec)
     return fn

@@ -34,7 +34,7 @@ def has_think_block(completion: str, *, opened_in_prompt: bool = False) -> bool:
 
 def think_format_reward(completion: str, example: dict | None = None, *,
                         opened_in_prompt: bool = False) -> float:
-    """Registry name ``think_format``: 1.0 for a well-formed think block before the answer, else 0."""
+    """Registry name ``think_format``: 1.0 for a well-formed think block before the answer."""
     return 1.0 if has_think_block(completion, opened_in_prompt=opened_in_prompt) else 0.0
 
 
