@@ -66,6 +66,8 @@ def test_construction_errors():
         RewardScorer(["math", "think_format"], [1.0])
     with pytest.raises(RewardError, match=r"unknown reward 'think_fromat'.*'think_format'"):
         RewardScorer(["think_fromat"], [1.0])
+    with pytest.raises(RewardError, match="weights must be finite"):
+        RewardScorer(["math"], [float("nan")])
     with pytest.raises(RewardError, match=r"repeated: \['math'\]"):
         RewardScorer(["math", "math"], [1.0, 1.0])
     with pytest.raises(RewardError, match="max_fail_share"):

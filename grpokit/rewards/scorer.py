@@ -171,6 +171,8 @@ class RewardScorer:
                 f"{len(names)} reward names {names} but {len(weights)} weights {weights}; "
                 "give one weight per reward"
             )
+        if not all(math.isfinite(w) for w in weights):
+            raise RewardError(f"reward weights must be finite numbers, got {weights}")
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise RewardError(f"reward names must be unique; repeated: {duplicates}")
