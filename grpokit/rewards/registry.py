@@ -39,6 +39,7 @@ REWARDS: dict[str, str | RewardFn] = {
     "think_format": think_format_reward,
     "think_math": think_math_reward,
     "code": "grpokit.rewards.code:code_reward",
+    "arithmetic": "grpokit.tasks.arithmetic:arithmetic_reward",
 }
 
 _FILE_MODULES: dict[tuple[str, int], object] = {}

@@ -1,0 +1,103 @@
+"""Per-token objectives (to be minimised) and KL estimators.
+
+Every objective has the same signature:
+    fn(logp_BT, old_logp_BT, adv_B, mask_BT, *, eps_low, eps_high) -> loss_BT
+logp_BT carries the gradient; old_logp_BT is the sampling policy's (detached). How the
+per-token terms become one number is the aggregation's job (aggregate.py), not the objective's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from grpokit.algo.registry import Registry
+
+OBJECTIVES = Registry("objective")
+KL_ESTIMATORS = Registry("KL estimator")
+
+
+@OBJECTIVES.register("reinforce")
+def reinforce_BT(logp_BT, old_logp_BT, adv_B, mask_BT, *, eps_low: float, eps_high: float):
+    """The textbook: -A_i * log pi(o_i,t). No ratio, no clipping."""
+    return -adv_B[:, None] * logp_BT
+
+
+@OBJECTIVES.register("ppo_clip")
+def ppo_clip_BT(logp_BT, old_logp_BT, adv_B, mask_BT, *, eps_low: float, eps_high: float):
+    """GRPO/PPO: -min(rho A, clip(rho, 1-eps_low, 1+eps_high) A), rho = pi/pi_old per token.
+    Separate eps_low / eps_high is DAPO's clip-higher."""
+    ratio_BT = torch.exp(logp_BT - old_logp_BT)
+    adv_B1 = adv_B[:, None]
+    clipped_BT = torch.clamp(ratio_BT, 1.0 - eps_low, 1.0 + eps_high)
+    return -torch.minimum(ratio_BT * adv_B1, clipped_BT * adv_B1)
+
+
+@OBJECTIVES.register("gspo")
+def gspo_BT(logp_BT, old_logp_BT, adv_B, mask_BT, *, eps_low: float, eps_high: float):
+    """GSPO (Zheng et al. 2025): sequence ratio s_i = exp(mean_t log rho_i,t), clipped per
+    sequence. Written in the paper's GSPO-token form s_i,t = sg[s_i] * pi/sg[pi], whose value is
+    s_i at every token and whose gradient equals GSPO's when advantages are per sequence; use it
+    with the sequence_mean aggregation to get the paper's objective exactly."""
+    lengths_B = mask_BT.sum(-1).clamp(min=1)
+    log_s_B = ((logp_BT - old_logp_BT) * mask_BT).sum(-1) / lengths_B
+    s_BT = torch.exp(log_s_B.detach()[:, None] + logp_BT - logp_BT.detach())
+    adv_B1 = adv_B[:, None]
+    clipped_BT = torch.clamp(s_BT, 1.0 - eps_low, 1.0 + eps_high)
+    return -torch.minimum(s_BT * adv_B1, clipped_BT * adv_B1)
+
+
+@OBJECTIVES.register("cispo")
+def cispo_BT(logp_BT, old_logp_BT, adv_B, mask_BT, *, eps_low: float, eps_high: float):
+    """CISPO (MiniMax-M1): -sg[min(rho, 1+eps_high)] * A * log pi. Every token keeps a gradient;
+    only the importance weight is truncated (eps_low is unused: the paper sets no lower bound)."""
+    weight_BT = torch.clamp(torch.exp(logp_BT - old_logp_BT), max=1.0 + eps_high).detach()
+    return -weight_BT * adv_B[:, None] * logp_BT
+
+
+@KL_ESTIMATORS.register("k1")
+def kl_k1_BT(logp_BT: torch.Tensor, ref_logp_BT: torch.Tensor) -> torch.Tensor:
+    """k1 = log(pi/pi_ref)."""
+    return logp_BT - ref_logp_BT
+
+
+@KL_ESTIMATORS.register("k2")
+def kl_k2_BT(logp_BT: torch.Tensor, ref_logp_BT: torch.Tensor) -> torch.Tensor:
+    """k2 = 1/2 (log pi/pi_ref)^2."""
+    return 0.5 * (logp_BT - ref_logp_BT) ** 2
+
+
+@KL_ESTIMATORS.register("k3")
+def kl_k3_BT(logp_BT: torch.Tensor, ref_logp_BT: torch.Tensor) -> torch.Tensor:
+    """k3 = pi_ref/pi - log(pi_ref/pi) - 1 (Schulman's unbiased, non-negative estimator)."""
+    log_r_BT = ref_logp_BT - logp_BT
+    return torch.exp(log_r_BT) - log_r_BT - 1.0
+
+
+def kl_BT(logp_BT: torch.Tensor, ref_logp_BT: torch.Tensor, estimator: str) -> torch.Tensor:
+    return KL_ESTIMATORS.get_fn(estimator)(logp_BT, ref_logp_BT)
+
+
+def per_token_loss_BT(
+    logp_BT: torch.Tensor,
+    old_logp_BT: torch.Tensor,
+    adv_B: torch.Tensor,
+    mask_BT: torch.Tensor,
+    *,
+    objective: str,
+    eps_low: float,
+    eps_high: float,
+    beta: float = 0.0,
+    ref_logp_BT: torch.Tensor | None = None,
+    kl_estimator: str = "k3",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """objective + beta * KL, per token. Returns (loss_BT, kl_BT or None)."""
+    loss_BT = OBJECTIVES.get_fn(objective)(
+        logp_BT, old_logp_BT, adv_B, mask_BT, eps_low=eps_low, eps_high=eps_high
+    )
+    kl = None
+    if beta > 0.0:
+        if ref_logp_BT is None:
+            raise ValueError("beta > 0 needs reference log-probs (ref_logp_BT)")
+        kl = kl_BT(logp_BT, ref_logp_BT, kl_estimator)
+        loss_BT = loss_BT + beta * kl
+    return loss_BT, kl

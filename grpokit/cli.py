@@ -1,0 +1,75 @@
+"""`grpokit train | ...` — the command line. Config fields become flags (--train.lr 1e-4);
+`--config FILE.yaml` loads a file first, and flags given after it override the file."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: grpokit COMMAND [options]
+
+commands:
+  train    train with GRPO (no options: the built-in arithmetic demo)
+
+`grpokit COMMAND --help` lists the options of a command."""
+
+
+def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Pull `--config FILE` (or --config=FILE) out of argv."""
+    rest, path, i = [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config":
+            if i + 1 >= len(argv):
+                raise SystemExit("grpokit: --config needs a file path")
+            path, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return path, rest
+
+
+def parse_config(argv: list[str], prog: str = "grpokit train"):
+    """Config from defaults, an optional YAML file, then command-line overrides."""
+    import tyro
+
+    from grpokit.config import Config, load_yaml
+
+    path, rest = _split_config_flag(argv)
+    default = load_yaml(path) if path else Config()
+    return tyro.cli(Config, default=default, args=rest, prog=prog,
+                    description="Train with GRPO. --config FILE.yaml loads a config file; later flags override it.")
+
+
+def cmd_train(argv: list[str]) -> int:
+    from grpokit.config import ConfigError
+    from grpokit.run import run_training
+
+    try:
+        cfg = parse_config(argv)
+        run_training(cfg)
+    except ConfigError as exc:
+        print(f"grpokit: config error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+COMMANDS = {"train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        import difflib
+
+        near = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        print(f"grpokit: unknown command {command!r}{hint}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    return COMMANDS[command](rest)

@@ -1,0 +1,182 @@
+"""One typed config for a run. Field comments are the CLI's --help.
+
+Load order: defaults <- YAML file (--config) <- command-line overrides. Every key is checked:
+a typo is an error naming the key and the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "builtin:arithmetic"  # local folder, hub id, or builtin:arithmetic (the demo's tiny model)
+    dtype: str = "auto"  # auto | fp32 | bf16 | fp16
+    device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
+
+
+@dataclass
+class DataConfig:
+    source: str = "arithmetic"  # preset name (arithmetic) or a data file
+    eval_size: int = 200  # held-out problems scored before and after training (and every eval_every steps)
+    seed: int = 0  # seed of the training order
+
+
+@dataclass
+class RolloutConfig:
+    prompts_per_step: int = 8  # P: prompts per step
+    group_size: int = 8  # G: completions sampled per prompt
+    max_new_tokens: int = 8  # completion length limit; a row that hits it is 'truncated'
+    min_new_tokens: int = 0  # EOS is forbidden before this many tokens
+    temperature: float = 1.0  # sampling temperature; log-probs use the same scaled logits
+    top_p: float = 1.0  # nucleus sampling mass (1.0 = off)
+    top_k: int = 0  # keep only the k most likely tokens (0 = off)
+    share_prefill: bool = True  # run each prompt's prefill once per group and share its KV cache
+
+
+@dataclass
+class RewardConfig:
+    names: list[str] = field(default_factory=lambda: ["arithmetic"])  # reward names, module:function or file.py:function
+    weights: list[float] = field(default_factory=lambda: [1.0])  # one weight per reward; the total is the weighted sum
+    max_fail_share: float = 0.5  # stop the run when more than this share of a step's reward calls fail
+    workers: int = 0  # worker processes for scoring (0 = in the trainer's process)
+    accuracy_reward: str = ""  # reward whose score > 0 counts as correct in evaluation ("" = the first of names)
+
+
+@dataclass
+class AlgoConfig:
+    advantage: str = "group_zscore"  # group_mean (textbook) | group_zscore (GRPO) | rloo | batch_std
+    objective: str = "ppo_clip"  # reinforce (textbook) | ppo_clip | gspo | cispo
+    aggregation: str = "token_mean"  # sequence_sum (textbook) | sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
+    eps_low: float = 0.2  # lower clip range of the ratio
+    eps_high: float = 0.28  # upper clip range (DAPO clip-higher); CISPO's weight cap is 1 + eps_high
+    beta: float = 0.0  # weight of the KL penalty to the reference policy (0 = no reference needed)
+    kl_estimator: str = "k3"  # k1 | k2 | k3
+    mu: int = 1  # optimisation passes over each batch (old log-probs are kept when > 1)
+    adv_eps: float = 1e-4  # added to standard deviations before dividing
+    skip_zero_advantage: bool = True  # do not run forward/backward on sequences whose advantage is 0 (when beta == 0)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 250  # GRPO steps (each: one rollout batch, mu optimiser steps)
+    lr: float = 2e-4  # peak learning rate of AdamW
+    weight_decay: float = 0.0  # AdamW weight decay
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    warmup_steps: int = 10  # linear warm-up of the learning rate
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    max_grad_norm: float = 1.0  # clip the gradient norm to this (0 = no clipping)
+    micro_batch_size: int = 64  # sequences per forward/backward; gradients accumulate over the batch
+    logprob_chunk: int = 256  # positions per chunk when computing log-softmax
+    seed: int = 0  # seed of model sampling
+    eval_every: int = 50  # greedy accuracy on the held-out set every N steps (0 = only before and after)
+
+
+@dataclass
+class LogConfig:
+    progress: bool = True  # show a progress bar with the live reward
+    tensorboard: bool = True  # write TensorBoard scalars when tensorboard is installed
+    plot: bool = True  # write plot.png of reward and accuracy over steps
+
+
+@dataclass
+class Config:
+    output_dir: str = "runs/demo"  # where metrics.jsonl, summary.json, plot.png and the model go
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+class ConfigError(ValueError):
+    """A config problem, found before any model is loaded; the message names the field."""
+
+
+def _did_you_mean(key: str, choices) -> str:
+    near = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {near[0]!r}?" if near else f" (valid: {', '.join(choices)})"
+
+
+def from_dict(cls, data: dict[str, Any], where: str = ""):
+    """Build a (nested) config dataclass from a plain dict, refusing unknown keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key {path!r}{_did_you_mean(key, fields)}")
+        default = getattr(cls(), key)
+        kwargs[key] = from_dict(type(default), value, path) if dataclasses.is_dataclass(default) else value
+    return cls(**kwargs)
+
+
+def load_yaml(path: str | Path) -> Config:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    try:
+        return from_dict(Config, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def validate(cfg: Config) -> Config:
+    """Every check that needs no model or data file; raises ConfigError naming the field."""
+    from grpokit.algo import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, OBJECTIVES
+    from grpokit.algo.registry import unknown_name_message
+
+    def need(ok: bool, field_name: str, msg: str):
+        if not ok:
+            raise ConfigError(f"{field_name}: {msg}")
+
+    for name, registry, value in [
+        ("algo.advantage", ADVANTAGES, cfg.algo.advantage),
+        ("algo.objective", OBJECTIVES, cfg.algo.objective),
+        ("algo.aggregation", AGGREGATIONS, cfg.algo.aggregation),
+        ("algo.kl_estimator", KL_ESTIMATORS, cfg.algo.kl_estimator),
+    ]:
+        need(value in registry, name, unknown_name_message(registry.kind, value, list(registry)))
+    r, a, t = cfg.rollout, cfg.algo, cfg.train
+    need(r.group_size >= 2, "rollout.group_size", f"must be >= 2 (a group baseline needs two samples), got {r.group_size}")
+    need(r.prompts_per_step >= 1, "rollout.prompts_per_step", f"must be >= 1, got {r.prompts_per_step}")
+    need(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
+    need(0 <= r.min_new_tokens <= r.max_new_tokens, "rollout.min_new_tokens", "must be between 0 and max_new_tokens")
+    need(r.temperature > 0, "rollout.temperature", f"must be > 0 for training (got {r.temperature}); greedy is for eval")
+    need(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
+    need(r.top_k >= 0, "rollout.top_k", f"must be >= 0, got {r.top_k}")
+    need(len(cfg.reward.names) > 0, "reward.names", "at least one reward is needed")
+    need(len(cfg.reward.names) == len(cfg.reward.weights), "reward.weights",
+         f"{len(cfg.reward.weights)} weights for {len(cfg.reward.names)} rewards")
+    need(0 <= cfg.reward.max_fail_share <= 1, "reward.max_fail_share", "must be in [0, 1]")
+    need(a.mu >= 1, "algo.mu", f"must be >= 1, got {a.mu}")
+    need(a.beta >= 0, "algo.beta", f"must be >= 0, got {a.beta}")
+    need(a.eps_low >= 0 and a.eps_high >= 0, "algo.eps_low/eps_high", "must be >= 0")
+    need(t.steps >= 0, "train.steps", f"must be >= 0, got {t.steps}")
+    need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    need(t.micro_batch_size >= 1, "train.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
+    need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+    need(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")
+    need(cfg.model.dtype in ("auto", "fp32", "bf16", "fp16"), "model.dtype",
+         f"unknown dtype {cfg.model.dtype!r}{_did_you_mean(cfg.model.dtype, ['auto', 'fp32', 'bf16', 'fp16'])}")
+    return cfg

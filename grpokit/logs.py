@@ -1,0 +1,66 @@
+"""Metric sinks: metrics.jsonl (one object per step), TensorBoard when installed, a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+class MetricsLog:
+    def __init__(self, out_dir: Path, *, tensorboard: bool = True):
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / "metrics.jsonl"
+        self.rows: list[dict] = []
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self._tb = None
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(key, value, row["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def plot_run(rows: list[dict], path: Path, title: str = "GRPO") -> None:
+    """Reward per step (and its moving average) with held-out accuracy on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows if "reward_mean" in r]
+    reward = [r["reward_mean"] for r in rows if "reward_mean" in r]
+    acc = [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(steps, reward, color="tab:blue", alpha=0.3, label="reward (step)")
+    k = max(1, len(reward) // 25)
+    smooth = [sum(reward[max(0, i - k + 1) : i + 1]) / len(reward[max(0, i - k + 1) : i + 1]) for i in range(len(reward))]
+    ax.plot(steps, smooth, color="tab:blue", label=f"reward ({k}-step mean)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean reward", color="tab:blue")
+    if acc:
+        ax2 = ax.twinx()
+        ax2.plot([s for s, _ in acc], [a for _, a in acc], "o-", color="tab:red", label="held-out accuracy")
+        ax2.set_ylabel("held-out greedy accuracy", color="tab:red")
+        ax2.set_ylim(0, 1)
+    ax.set_title(title)
+    fig.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

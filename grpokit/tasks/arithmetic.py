@@ -1,0 +1,205 @@
+"""The built-in arithmetic task: needs no download, trains on a laptop CPU in minutes.
+
+Problems are two-number sums and differences ("37+58" -> "95"). The model is a ~1 M-parameter
+Llama-architecture network over a character tokenizer (a standard fast tokenizer with a chat
+template), warm-started by a short supervised run that stops once greedy accuracy reaches a
+target (default 30 %), so GRPO groups start mixed: some right, some wrong. The warm-started model
+is cached on disk and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from grpokit.data import example_prompt_ids
+
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>"]
+CHARS = list("0123456789+-*= ")
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'user' %}<|user|>{{ m['content'] }}"
+    "{% elif m['role'] == 'assistant' %}<|assistant|>{{ m['content'] }}{{ eos_token }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+TASK_VERSION = 1  # bump when anything below changes the cached model
+
+
+@dataclass(frozen=True)
+class ArithmeticSpec:
+    """Everything that determines the warm-started model (its hash names the cache folder)."""
+
+    terms: int = 2
+    max_operand: int = 99
+    ops: str = "+"
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate_size: int = 512
+    warm_target: float = 0.30
+    warm_lr: float = 1e-3
+    warm_batch: int = 64
+    warm_max_steps: int = 3000
+    warm_check_every: int = 20
+    seed: int = 1234
+
+    def key(self) -> str:
+        blob = json.dumps({**asdict(self), "version": TASK_VERSION}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def build_tokenizer():
+    """A character-level tokenizer saved and reloaded as a standard fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARS)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=None))
+    core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    core.decoder = decoders.Fuse()
+    core.add_special_tokens(SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        chat_template=CHAT_TEMPLATE, padding_side="left",
+    )
+
+
+def build_model(spec: ArithmeticSpec, tokenizer, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
+        max_position_embeddings=64, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+# ---------------------------------------------------------------- problems and reward
+
+
+def make_problem(rng: random.Random, spec: ArithmeticSpec) -> dict:
+    """terms operands in [0, max_operand] joined by operators from spec.ops, left to right."""
+    value = rng.randint(0, spec.max_operand)
+    text = str(value)
+    for _ in range(spec.terms - 1):
+        op, x = rng.choice(spec.ops), rng.randint(0, spec.max_operand)
+        value = {"+": value + x, "-": value - x, "*": value * x}[op]
+        text += f"{op}{x}"
+    return {"prompt": text, "answer": str(value)}
+
+
+def make_problems(n: int, seed: int, spec: ArithmeticSpec, exclude: set[str] = frozenset()) -> list[dict]:
+    """n distinct problems drawn with a seed, none of whose prompts are in `exclude`."""
+    rng, seen, out = random.Random(seed), set(exclude), []
+    while len(out) < n:
+        p = make_problem(rng, spec)
+        if p["prompt"] not in seen:
+            seen.add(p["prompt"])
+            out.append(p)
+    return out
+
+
+ANSWER_RE = re.compile(r"^\s*(-?\d+)\s*$")
+
+
+def arithmetic_reward(completion: str, example: dict) -> float:
+    """1.0 when the completion is exactly the right integer, else 0.0."""
+    m = ANSWER_RE.match(completion)
+    return 1.0 if m is not None and int(m.group(1)) == int(example["answer"]) else 0.0
+
+
+def split_problems(spec: ArithmeticSpec, eval_size: int = 200, dev_size: int = 200, train_size: int = 20000):
+    """Held-out eval problems, a dev set used by the warm start, and training prompts, disjoint."""
+    evals = make_problems(eval_size, 1, spec)
+    dev = make_problems(dev_size, 2, spec, exclude={p["prompt"] for p in evals})
+    taken = {p["prompt"] for p in evals + dev}
+    space = (spec.max_operand + 1) ** spec.terms * len(spec.ops) ** (spec.terms - 1) - len(taken)
+    train = make_problems(min(train_size, space), 3, spec, exclude=taken)
+    return {"eval": evals, "dev": dev, "train": train}
+
+
+# ---------------------------------------------------------------- warm start
+
+
+def _sft_batch(tokenizer, problems: list[dict]):
+    """Left-padded prompt+answer+EOS ids with labels only on the answer and EOS."""
+    seqs, labels = [], []
+    for p in problems:
+        pids = example_prompt_ids(tokenizer, {"prompt": p["prompt"]})
+        aids = tokenizer(p["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        seqs.append(pids + aids)
+        labels.append([-100] * len(pids) + aids)
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
+    lab = torch.full((len(seqs), width), -100)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, (s, l) in enumerate(zip(seqs, labels)):
+        ids[r, width - len(s):], lab[r, width - len(s):], mask[r, width - len(s):] = torch.tensor(s), torch.tensor(l), 1
+    return ids, mask, lab
+
+
+def warm_start(spec: ArithmeticSpec, log=print):
+    """Supervised training on synthetic problems until greedy dev accuracy >= spec.warm_target."""
+    from grpokit.evaluate import greedy_accuracy
+
+    tokenizer = build_tokenizer()
+    model = build_model(spec, tokenizer, spec.seed)
+    splits = split_problems(spec)
+    rng = random.Random(spec.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.warm_lr, weight_decay=0.0)
+    acc, step = 0.0, 0
+    for step in range(1, spec.warm_max_steps + 1):
+        ids, mask, lab = _sft_batch(tokenizer, rng.sample(splits["train"], spec.warm_batch))
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        loss = model(input_ids=ids, attention_mask=mask, position_ids=pos, labels=lab).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % spec.warm_check_every == 0:
+            acc = greedy_accuracy(model, tokenizer, splits["dev"], arithmetic_reward, max_new_tokens=6)
+            if acc >= spec.warm_target:
+                break
+    log(f"warm start: {step} supervised steps, greedy dev accuracy {acc:.3f}")
+    return model, tokenizer, {"warm_steps": step, "warm_dev_accuracy": acc}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GRPOKIT_CACHE", Path.home() / ".cache" / "grpokit"))
+
+
+def load_or_build(spec: ArithmeticSpec = ArithmeticSpec(), log=print) -> Path:
+    """Path of the cached warm-started model folder, building it first when missing.
+
+    The folder is written under a temporary name and renamed into place, so a killed build never
+    leaves a half-written cache behind."""
+    final = cache_root() / "arithmetic" / spec.key()
+    if (final / "grpokit_task.json").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model, tokenizer, info = warm_start(spec, log=log)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        info.update(spec=asdict(spec), seconds=round(time.perf_counter() - start, 2))
+        (tmp / "grpokit_task.json").write_text(json.dumps(info, indent=2))
+        os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"warm-started model cached at {final}")
+    return final

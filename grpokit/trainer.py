@@ -1,0 +1,194 @@
+"""The GRPO loop, top to bottom. It only connects modules:
+prompts -> rollout -> rewards -> advantages -> loss -> optimiser step -> metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from grpokit.algo.advantages import compute_advantages_PG, zero_std_P
+from grpokit.algo.aggregate import aggregate
+from grpokit.algo.losses import per_token_loss_BT
+from grpokit.config import Config
+from grpokit.data import PromptSampler, example_prompt_ids
+from grpokit.evaluate import decode_completions
+from grpokit.policy import completion_logprobs_BT
+from grpokit.rollout import Rollout, generate
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
+
+
+def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine down to min_ratio at `total`."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def step_generator(seed: int, step: int, rank: int, device) -> torch.Generator:
+    """Sampling RNG derived from (seed, step, rank) alone, so a resumed run samples the same."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step * 10_007 + rank * 101) % (2**63 - 1))
+    return g
+
+
+@dataclass
+class StepBatch:
+    """Everything one step's update needs, after rollout and scoring."""
+
+    rollout: Rollout
+    adv_B: torch.Tensor
+    rows_B: torch.Tensor  # rows that take part in forward/backward
+    num_seqs: int
+    num_tokens: int
+    old_logp_BT: torch.Tensor | None = None  # of rows_B, when mu > 1
+    ref_logp_BT: torch.Tensor | None = None  # of rows_B, when beta > 0
+    metrics: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, model, tokenizer, train_examples: list[dict], scorer,
+                 ref_logprobs: Callable[[Rollout], torch.Tensor] | None = None, rank: int = 0):
+        self.cfg, self.model, self.tokenizer, self.examples = cfg, model, tokenizer, train_examples
+        self.scorer, self.ref_logprobs, self.rank = scorer, ref_logprobs, rank
+        self.device = next(model.parameters()).device
+        t = cfg.train
+        self.optimizer = make_optimizer(model, t.lr, t.weight_decay, (t.adam_beta1, t.adam_beta2))
+        total = t.steps * cfg.algo.mu
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: warmup_cosine(s, warmup=t.warmup_steps, total=total, min_ratio=t.min_lr_ratio))
+        self.sampler = PromptSampler(len(train_examples), cfg.data.seed)
+        self.step_idx = 0
+        self.nonfinite_in_a_row = 0
+        if cfg.algo.beta > 0 and ref_logprobs is None:
+            raise ValueError("algo.beta > 0 needs a reference policy")
+
+    @property
+    def logp_temperature(self) -> float:
+        return self.cfg.rollout.temperature
+
+    def rollout_and_score(self) -> StepBatch:
+        cfg, r = self.cfg, self.cfg.rollout
+        examples = [self.examples[i] for i in self.sampler.next_indices(r.prompts_per_step)]
+        t0 = time.perf_counter()
+        rollout = generate(
+            self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
+            max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.tokenizer.eos_token_id,
+            pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+            generator=step_generator(cfg.train.seed, self.step_idx, self.rank, self.device),
+            share_prefill=r.share_prefill,
+        )
+        t1 = time.perf_counter()
+        texts = decode_completions(self.tokenizer, rollout)
+        scored = self.scorer.score(texts, [ex for ex in examples for _ in range(r.group_size)])
+        rewards_B = torch.tensor([math.nan if x is None else x for x in scored.total], dtype=torch.float32)
+        rewards_PG = rewards_B.view(r.prompts_per_step, r.group_size)
+        adv_B = compute_advantages_PG(rewards_PG, cfg.algo.advantage, eps=cfg.algo.adv_eps).view(-1).to(self.device)
+        t2 = time.perf_counter()
+        skip = cfg.algo.skip_zero_advantage and cfg.algo.beta == 0
+        rows_B = (adv_B != 0).nonzero().view(-1) if skip else torch.arange(len(adv_B), device=self.device)
+        mask_BT = rollout.completion_mask_BT
+        ent = rollout.entropy_BT
+        metrics = {
+            "reward_mean": float(torch.nanmean(rewards_B)), "reward_std": float(rewards_B[~rewards_B.isnan()].std())
+            if (~rewards_B.isnan()).sum() > 1 else 0.0,
+            "frac_zero_std": float(zero_std_P(rewards_PG).float().mean()),
+            "completion_len_mean": float(rollout.lengths_B.float().mean()),
+            "truncated_share": float((~rollout.ended_B).float().mean()),
+            "entropy": float((ent * mask_BT).sum() / mask_BT.sum().clamp(min=1)) if ent is not None else math.nan,
+            "seqs_in_update": int(len(rows_B)),
+            "time_generation": t1 - t0, "time_reward": t2 - t1, **scored.metrics(),
+        }
+        return StepBatch(rollout, adv_B, rows_B, num_seqs=len(adv_B), num_tokens=int(mask_BT.sum()), metrics=metrics)
+
+    def _micro_batches(self, batch: StepBatch):
+        size = self.cfg.train.micro_batch_size
+        for start in range(0, len(batch.rows_B), size):
+            yield slice(start, start + size)
+
+    @torch.no_grad()
+    def _fixed_logprobs(self, batch: StepBatch, fn) -> torch.Tensor:
+        """Detached per-token log-probs of the update rows, padded to the rollout's width."""
+        T = batch.rollout.completion_ids_BT.shape[1]
+        out = torch.zeros(len(batch.rows_B), T, device=self.device)
+        for sl in self._micro_batches(batch):
+            part = batch.rollout.select(batch.rows_B[sl])
+            out[sl, : part.completion_ids_BT.shape[1]] = fn(part)
+        return out
+
+    def update(self, batch: StepBatch) -> dict:
+        cfg, a = self.cfg, self.cfg.algo
+        t0 = time.perf_counter()
+        policy_logp = lambda part: completion_logprobs_BT(  # noqa: E731
+            self.model, part, temperature=self.logp_temperature, chunk=cfg.train.logprob_chunk)[0]
+        if a.mu > 1 and len(batch.rows_B):
+            batch.old_logp_BT = self._fixed_logprobs(batch, policy_logp)
+        if a.beta > 0 and len(batch.rows_B):
+            batch.ref_logp_BT = self._fixed_logprobs(batch, self.ref_logprobs)
+        stats = {"loss": 0.0, "kl": 0.0, "grad_norm": 0.0, "clip_frac": 0.0}
+        for _ in range(a.mu):
+            stats.update(self._one_pass(batch))
+        stats["lr"] = self.scheduler.get_last_lr()[0]
+        stats["time_update"] = time.perf_counter() - t0
+        if a.beta == 0:
+            stats.pop("kl")
+        return stats
+
+    def _one_pass(self, batch: StepBatch) -> dict:
+        cfg, a = self.cfg, self.cfg.algo
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_total, kl_total, clipped, counted = 0.0, 0.0, 0.0, 0.0
+        for sl in self._micro_batches(batch):
+            part = batch.rollout.select(batch.rows_B[sl])
+            T = part.completion_ids_BT.shape[1]
+            logp_BT, _ = completion_logprobs_BT(self.model, part, temperature=self.logp_temperature,
+                                                chunk=cfg.train.logprob_chunk)
+            old_BT = logp_BT.detach() if batch.old_logp_BT is None else batch.old_logp_BT[sl, :T]
+            ref_BT = None if batch.ref_logp_BT is None else batch.ref_logp_BT[sl, :T]
+            mask_BT = part.completion_mask_BT
+            loss_BT, kl_BT = per_token_loss_BT(
+                logp_BT, old_BT, batch.adv_B[batch.rows_B[sl]], mask_BT, objective=a.objective,
+                eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, ref_logp_BT=ref_BT, kl_estimator=a.kl_estimator)
+            norms = dict(num_seqs=batch.num_seqs, num_tokens=batch.num_tokens, max_len=cfg.rollout.max_new_tokens)
+            loss = aggregate(loss_BT, mask_BT, a.aggregation, **norms)
+            loss.backward()
+            loss_total += float(loss.detach())
+            if kl_BT is not None:
+                kl_total += float((kl_BT.detach() * mask_BT).sum())
+            ratio_BT = torch.exp(logp_BT.detach() - old_BT)
+            clipped += float((((ratio_BT < 1 - a.eps_low) | (ratio_BT > 1 + a.eps_high)).float() * mask_BT).sum())
+            counted += float(mask_BT.sum())
+        grad_norm = self._optimizer_step()
+        return {"loss": loss_total, "kl": kl_total / max(counted, 1), "grad_norm": grad_norm,
+                "clip_frac": clipped / max(counted, 1)}
+
+    def _optimizer_step(self) -> float:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = self.cfg.train.max_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_in_a_row += 1
+            self.scheduler.step()
+            return float(norm)
+        self.nonfinite_in_a_row = 0
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(norm)
+
+    def step(self) -> dict:
+        batch = self.rollout_and_score()
+        stats = self.update(batch)
+        self.step_idx += 1
+        return {"step": self.step_idx, **stats, **batch.metrics}

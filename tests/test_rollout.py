@@ -1,0 +1,84 @@
+"""Level 2: rollout and log-probs with a tiny model."""
+
+import torch
+
+from grpokit.policy import completion_logprobs_BT
+from grpokit.rollout import generate
+
+
+def _prompts(tok):
+    from grpokit.data import example_prompt_ids
+
+    return [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80"]]
+
+
+def _plain_logprobs(model, prompt, completion, temperature):
+    """One unpadded forward over prompt + completion; log-probs of the completion tokens."""
+    ids = torch.tensor([prompt + completion])
+    logits = model(input_ids=ids).logits[0].float() / temperature
+    logp = torch.log_softmax(logits, -1)
+    return torch.stack([logp[len(prompt) + t - 1, tok] for t, tok in enumerate(completion)])
+
+
+def test_loss_logprobs_equal_plain_forward_and_mask_covers_eos_not_padding(tiny_llama):
+    model, tok = tiny_llama
+    prompts = _prompts(tok)
+    g = torch.Generator().manual_seed(0)
+    ro = generate(model, prompts, group_size=4, max_new_tokens=6, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                  temperature=0.9, generator=g)
+    assert ro.completion_ids_BT.shape[0] == 12
+    logp_BT, _ = completion_logprobs_BT(model, ro, temperature=0.9)
+    mask = ro.completion_mask_BT
+    for b in range(12):
+        n = int(ro.lengths_B[b])
+        comp = ro.completion_ids_BT[b, :n].tolist()
+        if ro.ended_B[b]:
+            assert comp[-1] == tok.eos_token_id and mask[b, n - 1] == 1  # EOS is inside the loss
+        assert tok.eos_token_id not in comp[:-1]
+        assert torch.all(mask[b, n:] == 0) and torch.all(ro.completion_ids_BT[b, n:] == tok.pad_token_id)
+        want = _plain_logprobs(model, prompts[b // 4], comp, 0.9)
+        assert torch.allclose(logp_BT[b, :n], want, atol=1e-5), b
+
+
+def test_rows_are_grouped_by_prompt_and_truncation_is_reported(tiny_llama):
+    model, tok = tiny_llama
+    prompts = _prompts(tok)
+    ro = generate(model, prompts, group_size=3, max_new_tokens=2, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                  min_new_tokens=2, generator=torch.Generator().manual_seed(1))
+    # EOS forbidden for the whole budget: every row is truncated at exactly 2 tokens
+    assert ro.lengths_B.tolist() == [2] * 9 and not ro.ended_B.any()
+    for b in range(9):
+        real = ro.prompt_ids_BL[b][ro.prompt_mask_BL[b].bool()].tolist()
+        assert real == prompts[b // 3]
+
+
+def test_shared_prefill_samples_the_same_tokens(tiny_llama):
+    model, tok = tiny_llama
+    kw = dict(group_size=4, max_new_tokens=5, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, temperature=1.0)
+    a = generate(model, _prompts(tok), share_prefill=True, generator=torch.Generator().manual_seed(5), **kw)
+    b = generate(model, _prompts(tok), share_prefill=False, generator=torch.Generator().manual_seed(5), **kw)
+    assert torch.equal(a.completion_ids_BT, b.completion_ids_BT)
+    assert torch.equal(a.lengths_B, b.lengths_B)
+
+
+def test_generation_runs_in_eval_mode_and_restores_training(tiny_llama):
+    model, tok = tiny_llama
+    seen = []
+    hook = model.model.layers[0].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    model.train()
+    generate(model, _prompts(tok), group_size=2, max_new_tokens=2, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    hook.remove()
+    assert seen and not any(seen) and model.training
+
+
+def test_select_trims_shared_padding_without_changing_logprobs(tiny_llama):
+    model, tok = tiny_llama
+    ro = generate(model, _prompts(tok), group_size=2, max_new_tokens=6, eos_id=tok.eos_token_id,
+                  pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(2))
+    full, _ = completion_logprobs_BT(model, ro)
+    rows = torch.tensor([0, 1])  # the shortest prompt: left padding columns can go
+    part = ro.select(rows)
+    assert part.prompt_ids_BL.shape[1] < ro.prompt_ids_BL.shape[1]
+    got, _ = completion_logprobs_BT(model, part)
+    T = got.shape[1]
+    assert torch.allclose(got * part.completion_mask_BT, full[rows, :T] * part.completion_mask_BT, atol=1e-5)
