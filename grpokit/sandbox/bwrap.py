@@ -82,7 +82,7 @@ def build_argv(
     bwrap: str, python: str, command: list[str], *, privileged: bool, tmpfs_bytes: int
 ) -> list[str]:
     """Full bwrap command line that runs `command` (the harness) in a fresh sandbox."""
-    argv = [bwrap, "--die-with-parent", "--new-session"]
+    argv = [bwrap, "--die-with-parent", "--new-session", "--as-pid-1"]
     if privileged:
         argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
