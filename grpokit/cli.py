@@ -56,7 +56,15 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train}
+# name -> "module:function"; each command's module is imported only when it runs.
+COMMANDS = {"train": "grpokit.cli:cmd_train"}
+
+
+def _resolve(target: str):
+    import importlib
+
+    module, _, fn = target.partition(":")
+    return getattr(importlib.import_module(module), fn)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean {near[0]!r}?" if near else ""
         print(f"grpokit: unknown command {command!r}{hint}\n\n{USAGE}", file=sys.stderr)
         return 2
-    return COMMANDS[command](rest)
+    return _resolve(COMMANDS[command])(rest)

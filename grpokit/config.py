@@ -89,7 +89,7 @@ class LogConfig:
 
 @dataclass
 class Config:
-    output_dir: str = "runs/demo"  # where metrics.jsonl, summary.json, plot.png and the model go
+    output_dir: str = ""  # where metrics.jsonl, summary.json, plot.png and the model go ("" = runs/DATE-TIME)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)

@@ -1,0 +1,49 @@
+"""Level 3: a short real training run on the built-in task learns."""
+
+import json
+
+import pytest
+import torch
+
+from grpokit.config import Config
+from grpokit.run import run_training
+
+
+@pytest.mark.slow
+def test_demo_training_changes_parameters_and_raises_accuracy(arithmetic_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    cfg = Config(output_dir=str(tmp_path / "run"))
+    cfg.model.name_or_path = str(arithmetic_model_dir)
+    cfg.train.steps = 120
+    cfg.train.eval_every = 0
+    cfg.log.progress = False
+    summary = run_training(cfg, log=lambda *a: None)
+
+    before = AutoModelForCausalLM.from_pretrained(arithmetic_model_dir).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model").state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) >= len(before) // 2, "training left most parameters untouched"
+
+    assert summary["accuracy_after"] - summary["accuracy_before"] >= 0.08, summary
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "reward_mean" in r]
+    assert len(steps) == 120
+    first = sum(r["reward_mean"] for r in steps[:30]) / 30
+    last = sum(r["reward_mean"] for r in steps[-30:]) / 30
+    assert last > first + 0.03, (first, last)
+    for key in ["loss", "reward_std", "frac_zero_std", "completion_len_mean", "truncated_share", "entropy",
+                "grad_norm", "lr", "time_generation", "time_reward", "time_update"]:
+        assert key in steps[0], key
+    assert (tmp_path / "run" / "plot.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 120
+
+
+def test_output_dir_holding_a_run_is_refused_before_loading(tmp_path):
+    from grpokit.config import ConfigError
+
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    cfg = Config(output_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="output_dir"):
+        run_training(cfg, log=lambda *a: None)
+    assert (tmp_path / "metrics.jsonl").read_text() == "{}\n"  # nothing saved is lost
