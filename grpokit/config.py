@@ -24,9 +24,24 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "arithmetic"  # preset name (arithmetic) or a data file
-    eval_size: int = 200  # held-out problems scored before and after training (and every eval_every steps)
-    seed: int = 0  # seed of the training order
+    source: str = "arithmetic"  # preset (arithmetic | gsm8k | math500 | humaneval), a .jsonl/.json/.csv/.parquet file, a datasets folder, or a hub id (owner/name or hub:owner/name)
+    split: str = ""  # split to train on ("" = the preset's training split, or the source's only/train split)
+    eval_split: str = ""  # split evaluated during training ("" = the preset's, e.g. gsm8k test; none: hold eval_size rows out of training)
+    eval_size: int = 200  # held-out problems scored before and after training (and every eval_every steps); 0 = all of eval_split
+    seed: int = 0  # seed of the training order and of the shuffle before holding rows out
+    shuffle: bool = True  # shuffle rows (with seed) before holding eval_size of them out of the training split
+    subset: str = ""  # dataset configuration name for hub datasets (e.g. main for openai/gsm8k)
+    data_dir: str = ""  # folder with the presets' files ("" = $GRPOKIT_DATA, else ../shared/data beside the checkout)
+    prompt_field: str = ""  # column holding the prompt ("" = the preset's, else prompt, question or problem)
+    answer_field: str = ""  # column holding the reference answer ("" = the preset's, else answer when present)
+    tests_field: str = ""  # column holding code tests, copied to example['test'] ("" = the preset's, else test)
+    entry_point_field: str = ""  # column naming the function the tests call ("" = the preset's, else entry_point)
+    system_prompt: str = ""  # system message put before every prompt ("" = none)
+    prompt_template: str = ""  # user message with {prompt} and {column} filled in, e.g. "{prompt} Put the answer in \boxed{}." ("" = the prompt as is)
+    max_prompt_tokens: int = 0  # prompts longer than this (chat-templated) are dropped and counted (0 = no limit)
+    curriculum: str = "none"  # none | learnability (weight by p(1-p)) | hard_first | easy_first | easy_to_hard (sorted epochs); p = pass rate per prompt
+    curriculum_ema: float = 0.5  # weight of the newest group in each prompt's running pass rate
+    curriculum_min_weight: float = 0.05  # sampling weight every prompt keeps, so settled prompts are re-checked
 
 
 @dataclass

@@ -373,3 +373,44 @@ def test_trainer_files_and_packages_are_invisible(box):
     assert result.stdout.splitlines()[0] == "False"
     assert "read" not in result.stdout and "no torch" in result.stdout
     assert wall < SLACK
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+TRAINER = """
+import sys
+sys.path.insert(0, {root!r})
+from grpokit.sandbox import Limits, Sandbox
+box = Sandbox(Limits(timeout=60), isolation={isolation!r}, allow_unsafe=True)
+box.run_io("import time\\ntime.sleep(600)\\n")
+"""
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "process"])
+def test_sandbox_dies_with_the_trainer(box, isolation):
+    """SIGKILL the trainer mid-run: nothing it started may keep running (lifeline pipe)."""
+    import subprocess
+    import sys
+
+    trainer = subprocess.Popen([sys.executable, "-c", TRAINER.format(root=str(PROJECT), isolation=isolation)])
+    try:
+        deadline = time.monotonic() + 20
+        family: list[psutil.Process] = []
+        while len(family) < 3 and time.monotonic() < deadline:  # bwrap / harness / worker
+            family = psutil.Process(trainer.pid).children(recursive=True)
+            time.sleep(0.05)
+        assert len(family) >= 2, "the sandbox did not start"
+    finally:
+        trainer.kill()
+        trainer.wait()
+    gone_by = time.monotonic() + 3.0
+    alive = family
+    while alive and time.monotonic() < gone_by:
+        alive = [p for p in family if _running(p)]
+        time.sleep(0.05)
+    assert alive == [], f"still running after the trainer died: {[p.pid for p in alive]}"

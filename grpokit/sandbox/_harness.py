@@ -24,6 +24,7 @@ import traceback
 
 _CLONE_NEWUSER = 0x10000000
 _PR_SET_DUMPABLE = 4
+_SIGKILL = 9
 _WORKER_GRACE = 1.0  # seconds a worker that closed its pipe gets to exit before it is killed
 
 
@@ -45,6 +46,7 @@ class _State:
         self.harness_error = ""
         self.memory = False
         self.error_type = None
+        self.worker_started = False  # from here on, an unexpected failure may be the program's doing
 
 
 class _Reporter:
@@ -109,6 +111,23 @@ def _take_identity(request):
     # Not dumpable: a process of the same uid cannot ptrace us or read /proc/<harness>/mem|environ|fd.
     if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def _watch_lifeline(fd):
+    """End everything when the trainer goes away. bwrap's --die-with-parent cannot do it for us:
+    its parent-death SIGKILL comes from a root process without CAP_KILL once we changed uid, and
+    the kernel drops it. The trainer holds the other end of this pipe; EOF means it is gone."""
+    import threading
+
+    def wait_for_eof():
+        while os.read(fd, 1):
+            pass
+        try:
+            os.killpg(0, _SIGKILL)  # process mode: the worker and its group (we are pid 1 otherwise)
+        finally:
+            os._exit(5)  # bwrap mode: pid 1 exits, the kernel kills the whole pid namespace
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
 
 
 def _apply_rlimits(limits):
@@ -264,6 +283,7 @@ def _run(request, state, reporter):
     mode = request["mode"]
     loaded_check = _load_check(request) if mode == "tests" else None  # a broken test fails early
     proc, to_w, from_w = _spawn_worker(request)
+    state.worker_started = True
     try:
         send_frame(to_w, {"mode": mode, "code": request["code"], "site": request["site_packages"]})  # noqa: F821
     except BaseException:
@@ -297,15 +317,16 @@ def _run(request, state, reporter):
 
 
 def main():
-    request_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
+    request_fd, result_fd, lifeline_fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     request = _read_request(request_fd)
     reporter = _Reporter(result_fd, request["nonce"])
     try:
-        _take_identity(request)
+        _take_identity(request)  # first: unshare(CLONE_NEWUSER) needs a single-threaded process
+        _watch_lifeline(lifeline_fd)
         _apply_rlimits(request["rlimits"])
     except BaseException as exc:
         step = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f" in {step.name}(), line {step.lineno}: {step.line}"
+        where = f" in {step.name}()"
         reporter.send("verdict", harness_error=f"could not set up the sandbox identity/limits: {exc!r}{where}")
         os._exit(3)
     reporter.send("hello")
@@ -315,7 +336,10 @@ def main():
     except HarnessError as exc:
         verdict = {"harness_error": str(exc)}
     except BaseException as exc:
-        verdict = {"harness_error": f"harness failure: {exc!r}"}
+        # Before the program ran this is our problem (SANDBOX_ERROR); after, it may be its doing,
+        # and the program must never be able to turn a failure into "could not judge".
+        detail = f"harness failure: {exc!r}"[:400]
+        verdict = {"passed": False, "loaded": False, "detail": detail} if state.worker_started else {"harness_error": detail}
     reporter.send("verdict", **verdict)
     os._exit(0)
 

@@ -266,7 +266,8 @@ def launch(request: dict, stdin: bytes | None, limits: Limits, isolation: str, b
     )
     req_r, req_w = os.pipe()
     res_r, res_w = os.pipe()
-    command = [python, "-I", "-S", "-B", "-c", harness_source(), str(req_r), str(res_w)]
+    life_r, life_w = os.pipe()  # we hold life_w until the end: the harness exits when it closes
+    command = [python, "-I", "-S", "-B", "-c", harness_source(), str(req_r), str(res_w), str(life_r)]
     workdir = None
     if isolation == "bwrap":
         argv, cwd = build_argv(bwrap, python, command, privileged=privileged, tmpfs_bytes=limits.tmpfs_mb << 20), "/"
@@ -276,17 +277,17 @@ def launch(request: dict, stdin: bytes | None, limits: Limits, isolation: str, b
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, pass_fds=(req_r, res_w), cwd=cwd, env={"PATH": MINIMAL_PATH},
+            stderr=subprocess.PIPE, pass_fds=(req_r, res_w, life_r), cwd=cwd, env={"PATH": MINIMAL_PATH},
             start_new_session=True,
         )
     except OSError as exc:
         run.spawn_error = f"{argv[0]}: {exc}"
-        for fd in (req_w, res_r):
+        for fd in (req_w, res_r, life_w):
             os.close(fd)
         return run
     finally:
-        os.close(req_r)
-        os.close(res_w)
+        for fd in (req_r, res_w, life_r):
+            os.close(fd)
         if workdir is not None and run.spawn_error:
             shutil.rmtree(workdir, ignore_errors=True)
     supervisor = _Supervisor(proc, run, limits, nonce, isolation)
@@ -298,7 +299,8 @@ def launch(request: dict, stdin: bytes | None, limits: Limits, isolation: str, b
         supervisor.drain(_DRAIN_BUDGET)
         for stream in (proc.stdout, proc.stderr):
             stream.close()
-        os.close(res_r)
+        for fd in (res_r, life_w):
+            os.close(fd)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
     return run
