@@ -9,6 +9,8 @@ USAGE = """usage: grpokit COMMAND [options]
 
 commands:
   train    train with GRPO (no options: the built-in arithmetic demo)
+  sample   answer prompts with a model (chat template, same sampling options; interactive without prompts)
+  eval     score a model on a preset or data file: accuracy, pass@k, before/after (--compare)
 
 `grpokit COMMAND --help` lists the options of a command."""
 
@@ -44,20 +46,30 @@ def parse_config(argv: list[str], prog: str = "grpokit train"):
 
 
 def cmd_train(argv: list[str]) -> int:
+    from grpokit.checkpoint import CheckpointError
     from grpokit.config import ConfigError
+    from grpokit.rewards import RewardError
     from grpokit.run import run_training
 
     try:
         cfg = parse_config(argv)
         run_training(cfg)
-    except ConfigError as exc:
+    except (ConfigError, RewardError) as exc:
         print(f"grpokit: config error: {exc}", file=sys.stderr)
         return 2
+    except (CheckpointError, FloatingPointError) as exc:
+        print(f"grpokit: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("grpokit: stopped at once; the last complete checkpoint is kept", file=sys.stderr)
+        return 130
     return 0
 
 
 # name -> "module:function"; each command's module is imported only when it runs.
 COMMANDS = {"train": "grpokit.cli:cmd_train"}
+COMMANDS["sample"] = "grpokit.commands.sample:main"
+COMMANDS["eval"] = "grpokit.commands.eval:main"
 
 
 def _resolve(target: str):

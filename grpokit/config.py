@@ -15,11 +15,63 @@ from typing import Any
 import yaml
 
 
+MODEL_MODES = ("full", "lora", "qlora")
+MODEL_DTYPES = ("auto", "fp32", "bf16", "fp16")
+DEFAULT_LORA_TARGET = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
 @dataclass
 class ModelConfig:
     name_or_path: str = "builtin:arithmetic"  # local folder, hub id, or builtin:arithmetic (the demo's tiny model)
-    dtype: str = "auto"  # auto | fp32 | bf16 | fp16
+    revision: str = ""  # hub branch, tag or commit to load ("" = the default branch)
+    dtype: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16 | fp16
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
+    mode: str = "full"  # full (every weight trains) | lora (adapter on a frozen base) | qlora (adapter on a 4-bit base)
+    lora_r: int = 64  # lora/qlora: adapter rank (textbook: 64)
+    lora_alpha: int = 16  # lora/qlora: updates are scaled by lora_alpha / lora_r (textbook: 16)
+    lora_dropout: float = 0.05  # lora/qlora: dropout on the adapter's input while training (textbook: 0.05)
+    lora_target: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGET))  # module names to adapt, or all-linear
+    quant_type: str = "nf4"  # qlora: 4-bit data type of the frozen base, nf4 | fp4
+    quant_compute_dtype: str = "auto"  # qlora: dtype the 4-bit matmuls run in (auto = as dtype)
+    quant_double: bool = True  # qlora: quantize the quantization constants too (~0.4 bit per weight less)
+    attn_implementation: str = "auto"  # auto (transformers' choice, sdpa) | eager | sdpa | flash_attention_2 | ...
+    trust_remote_code: bool = False  # run modelling code shipped inside a hub repo (only for repos you trust)
+    gradient_checkpointing: bool = False  # recompute activations in backward: much less memory, ~30% slower
+    save_merged: bool = False  # lora/qlora: also save the base with the adapter folded in, under model/merged
+
+    def lora_targets(self) -> str | list[str]:
+        """peft's target_modules: the string "all-linear", or a list of module names."""
+        targets = [self.lora_target] if isinstance(self.lora_target, str) else list(self.lora_target)
+        return "all-linear" if targets == ["all-linear"] else targets
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first model.* field that is wrong."""
+        def need(ok: bool, name: str, msg: str):
+            if not ok:
+                raise ConfigError(f"model.{name}: {msg}")
+
+        def choice(name: str, choices) -> None:
+            value = getattr(self, name)
+            need(value in choices, name, f"unknown value {value!r}{_did_you_mean(str(value), choices)}")
+
+        need(isinstance(self.name_or_path, str) and self.name_or_path.strip() != "", "name_or_path",
+             "must name a local folder, a hub id or builtin:arithmetic")
+        choice("mode", MODEL_MODES)
+        choice("dtype", MODEL_DTYPES)
+        choice("quant_compute_dtype", MODEL_DTYPES)
+        choice("quant_type", ("nf4", "fp4"))
+        need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps", "xpu"), "device",
+             f"expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        need(isinstance(self.lora_r, int) and self.lora_r >= 1, "lora_r", f"must be an integer >= 1, got {self.lora_r!r}")
+        need(self.lora_alpha > 0, "lora_alpha", f"must be > 0, got {self.lora_alpha!r}")
+        need(0 <= self.lora_dropout < 1, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout!r}")
+        targets = self.lora_targets()
+        if targets != "all-linear":
+            need(len(targets) > 0 and all(isinstance(t, str) and t for t in targets), "lora_target",
+                 f"expected module names such as {list(DEFAULT_LORA_TARGET)} or all-linear, got {self.lora_target!r}")
+            need("all-linear" not in targets, "lora_target", "all-linear cannot be combined with module names")
+        need(isinstance(self.attn_implementation, str) and self.attn_implementation != "", "attn_implementation",
+             "expected auto, eager, sdpa, flash_attention_2 or another name transformers knows")
 
 
 @dataclass
@@ -93,6 +145,12 @@ class TrainConfig:
     logprob_chunk: int = 256  # positions per chunk when computing log-softmax
     seed: int = 0  # seed of model sampling
     eval_every: int = 50  # greedy accuracy on the held-out set every N steps (0 = only before and after)
+    save_every: int = 0  # checkpoint every N steps (0 = only at the end and when stopped by a signal)
+    keep_last: int = 2  # checkpoints kept; older ones are deleted after a new one commits
+    resume: str = ""  # "auto" = newest complete checkpoint in output_dir, or a checkpoint folder
+    allow_config_change: bool = False  # resume even when the config or data differ from the checkpoint's
+    stop_at_step: int = 0  # checkpoint and stop after this step (for time-sliced jobs; 0 = run to the end)
+    max_nonfinite_steps: int = 3  # stop when this many steps in a row have a non-finite loss or gradient
 
 
 @dataclass
@@ -100,6 +158,7 @@ class LogConfig:
     progress: bool = True  # show a progress bar with the live reward
     tensorboard: bool = True  # write TensorBoard scalars when tensorboard is installed
     plot: bool = True  # write plot.png of reward and accuracy over steps
+    rollouts: bool = False  # write rollouts.jsonl: each step's prompt indices, completion ids and texts, rewards
 
 
 @dataclass
@@ -191,7 +250,9 @@ def validate(cfg: Config) -> Config:
     need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
     need(t.micro_batch_size >= 1, "train.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
     need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+    need(t.save_every >= 0, "train.save_every", "must be >= 0")
+    need(t.keep_last >= 1, "train.keep_last", f"must be >= 1, got {t.keep_last}")
+    need(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "must be >= 1")
     need(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")
-    need(cfg.model.dtype in ("auto", "fp32", "bf16", "fp16"), "model.dtype",
-         f"unknown dtype {cfg.model.dtype!r}{_did_you_mean(cfg.model.dtype, ['auto', 'fp32', 'bf16', 'fp16'])}")
+    cfg.model.check()
     return cfg

@@ -1,29 +1,99 @@
-"""A whole training run: validate, load, evaluate before, train, evaluate after, report."""
+"""A whole training run: validate, load, evaluate before, train (checkpointing, resumable,
+stoppable by a signal), evaluate after, report."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
+from grpokit import checkpoint as ckpt
 from grpokit.config import Config, ConfigError, to_dict, validate
 from grpokit.evaluate import greedy_accuracy
-from grpokit.logs import MetricsLog, plot_run
-from grpokit.rewards import resolve_reward
+from grpokit.logs import MetricsLog, plot_run, truncate_lines
 from grpokit.models import load_model, load_tokenizer, model_path, save_model
+from grpokit.rewards import resolve_reward
 from grpokit.trainer import Trainer
 
+# Config fields that may change between a run and its resumption.
+RESUME_FREE = {"output_dir", "train.resume", "train.stop_at_step", "train.allow_config_change", "log"}
 
-def prepare_output_dir(cfg: Config) -> Path:
-    """A fresh folder for this run; a folder that already holds a run is refused, not overwritten."""
+
+class StopRequested:
+    """SIGINT/SIGTERM: the first asks the loop to finish its step and checkpoint; a second
+    Ctrl-C stops at once (a checkpoint being written is then discarded, the last one kept)."""
+
+    def __init__(self, log=print):
+        self.reason, self.log, self._old = None, log, {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.reason is not None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.reason = signal.Signals(signum).name
+        self.log(f"\n{self.reason}: finishing the current step, then saving a checkpoint "
+                 "(Ctrl-C again stops at once)")
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def prepare_output_dir(cfg: Config) -> tuple[Path, Path | None]:
+    """(output folder, checkpoint to resume from). A folder that already holds a run is refused
+    unless resuming, so nothing saved is overwritten."""
     out = Path(cfg.output_dir or f"runs/{datetime.now():%Y%m%d-%H%M%S}")
+    resume = cfg.train.resume
+    if resume:
+        found = ckpt.latest_checkpoint(out / "checkpoints") if resume == "auto" else Path(resume)
+        if found is None and resume == "auto" and _same_run_without_checkpoint(out, cfg):
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ("metrics.jsonl", "rollouts.jsonl"):
+                truncate_lines(out / name, 0)  # logs of steps that were never checkpointed
+            return out, None  # nothing to resume yet: a fresh start
+        if found is None:
+            raise ConfigError(f"train.resume: no complete checkpoint in {out / 'checkpoints'}")
+        if not (found / "manifest.json").is_file():
+            raise ConfigError(f"train.resume: {found} is not a complete checkpoint")
+        return out, found
     if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"output_dir: {out} already holds files from another run; choose another --output-dir")
+        raise ConfigError(f"output_dir: {out} already holds files from another run; choose another "
+                          "--output-dir, or continue it with --train.resume auto")
     out.mkdir(parents=True, exist_ok=True)
-    return out
+    return out, None
+
+
+def _same_run_without_checkpoint(out: Path, cfg: Config) -> bool:
+    """True for an empty/missing folder, or one holding only this same config's early logs."""
+    if not out.exists() or not any(out.iterdir()):
+        return True
+    saved = out / "config.json"
+    if not saved.is_file():
+        return False
+    return not _binding_differences(json.loads(saved.read_text()), cfg)
+
+
+def _binding_differences(saved: dict, cfg: Config) -> list[str]:
+    """Config differences that would change the run's result (RESUME_FREE fields excluded)."""
+    diffs = ckpt.config_differences(saved, to_dict(cfg))
+    return [d for d in diffs if not any(d.startswith(f + ".") or d.startswith(f + ":") for f in RESUME_FREE)]
+
+
+def data_fingerprint(examples: list[dict]) -> str:
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.get("prompt"), ex.get("answer")], default=str).encode())
+    return h.hexdigest()[:16]
 
 
 def build_scorer(cfg: Config):
@@ -33,77 +103,129 @@ def build_scorer(cfg: Config):
                         max_fail_share=cfg.reward.max_fail_share, workers=cfg.reward.workers)
 
 
-def load_task(cfg: Config, tokenizer):
-    """(train examples, eval examples, reward used to judge accuracy)."""
-    from grpokit.data import load_examples
-
-    return load_examples(cfg.data, tokenizer)
+def _check_resume(saved: dict, cfg: Config, fingerprint: str) -> None:
+    diffs = _binding_differences(saved["config"], cfg)
+    if saved["manifest"].get("data_fingerprint") != fingerprint:
+        diffs.append(f"data: fingerprint {saved['manifest'].get('data_fingerprint')} in the checkpoint, "
+                     f"{fingerprint} now")
+    if diffs and not cfg.train.allow_config_change:
+        raise ConfigError("train.resume: the checkpoint was made with a different config or data:\n  "
+                          + "\n  ".join(diffs) + "\n(--train.allow-config-change resumes anyway)")
 
 
 def run_training(cfg: Config, log=print) -> dict:
+    from grpokit.data import load_examples
+
     validate(cfg)
     scorer = build_scorer(cfg)  # unknown reward names fail here, before any model loads
-    out = prepare_output_dir(cfg)
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    out, resume_from = prepare_output_dir(cfg)
     start = time.perf_counter()
     torch.manual_seed(cfg.train.seed)
     path = model_path(cfg.model, log=log)
     tokenizer = load_tokenizer(path)
     model = load_model(path, cfg.model)
-    train_examples, eval_examples = load_task(cfg, tokenizer)
+    train_examples, eval_examples = load_examples(cfg.data, tokenizer)
     judge = resolve_reward(cfg.reward.accuracy_reward or cfg.reward.names[0])
     accuracy = lambda: greedy_accuracy(model, tokenizer, eval_examples, judge,  # noqa: E731
                                        max_new_tokens=cfg.rollout.max_new_tokens)
-    acc_before = accuracy()
-    log(f"greedy accuracy before training: {acc_before:.3f} on {len(eval_examples)} held-out problems")
     trainer = Trainer(cfg, model, tokenizer, train_examples, scorer)
-    metrics = MetricsLog(out, tensorboard=cfg.log.tensorboard)
-    metrics.write({"step": 0, "eval_accuracy": acc_before})
-    train_start = time.perf_counter()
+    fingerprint = data_fingerprint(train_examples)
+    if resume_from is not None:
+        saved = ckpt.load_checkpoint(resume_from)
+        _check_resume(saved, cfg, fingerprint)
+        ckpt.load_trainable(model, saved["trainable"])
+        ckpt.load_optimizer(trainer.optimizer, saved["optimizer_tensors"], saved["optimizer_layout"])
+        trainer.load_state_dict(saved["state"]["trainer"])
+        ckpt.set_rng_state(saved["rng_tensors"], saved["state"]["rng"])
+        acc_before = saved["state"]["accuracy_before"]
+        for name, rows in saved["state"]["log_rows"].items():
+            truncate_lines(out / name, rows)
+        log(f"resumed from {resume_from} at step {trainer.step_idx}")
+    else:
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        acc_before = accuracy()
+        log(f"greedy accuracy before training: {acc_before:.3f} on {len(eval_examples)} held-out problems")
+    metrics = MetricsLog(out, tensorboard=cfg.log.tensorboard, rollouts=cfg.log.rollouts)
+    if resume_from is None:
+        metrics.write({"step": 0, "eval_accuracy": acc_before})
+
+    def save() -> Path:
+        state = {"trainer": trainer.state_dict(), "accuracy_before": acc_before, "log_rows": metrics.line_counts()}
+        manifest = {"data_fingerprint": fingerprint, "versions": _versions()}
+        return ckpt.save_checkpoint(out / "checkpoints", trainer.step_idx, model=model, optimizer=trainer.optimizer,
+                                    state=state, config=to_dict(cfg), manifest=manifest, keep_last=cfg.train.keep_last)
+
     try:
-        _loop(trainer, metrics, accuracy, cfg)
+        with StopRequested(log) as stop:
+            stopped = _loop(trainer, metrics, accuracy, cfg, save, stop)
+        if stopped:
+            path = save()
+            log(f"stopped ({stopped}) after step {trainer.step_idx}; checkpoint {path}. "
+                f"Continue with: grpokit train --output-dir {out} --train.resume auto")
+            return {"stopped": stopped, "steps": trainer.step_idx, "checkpoint": str(path), "output_dir": str(out)}
+        save()
     finally:
         metrics.close()
         scorer.close()
     acc_after = accuracy()
     metrics.rows.append({"step": trainer.step_idx, "eval_accuracy": acc_after})
     save_model(model, tokenizer, out / "model")
-    summary = {
-        "accuracy_before": acc_before, "accuracy_after": acc_after, "steps": trainer.step_idx,
-        "wall_seconds": round(time.perf_counter() - start, 2),
-        "train_seconds": round(time.perf_counter() - train_start, 2), "output_dir": str(out),
-    }
+    summary = {"accuracy_before": acc_before, "accuracy_after": acc_after, "steps": trainer.step_idx,
+               "wall_seconds": round(time.perf_counter() - start, 2), "nonfinite_steps": trainer.nonfinite_total,
+               "output_dir": str(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "metrics.jsonl", "a") as fh:
         fh.write(json.dumps(metrics.rows[-1]) + "\n")
     if cfg.log.plot:
-        plot_run(metrics.rows, out / "plot.png", title=f"grpokit: {cfg.algo.advantage} / {cfg.algo.aggregation}")
+        plot_run(metrics.all_rows(), out / "plot.png", title=f"grpokit: {cfg.algo.advantage} / {cfg.algo.aggregation}")
     log(summary_table(summary))
     return summary
 
 
-def _loop(trainer: Trainer, metrics: MetricsLog, accuracy, cfg: Config) -> None:
+def _versions() -> dict:
+    import transformers
+
+    import grpokit
+
+    return {"grpokit": grpokit.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _loop(trainer: Trainer, metrics: MetricsLog, accuracy, cfg: Config, save, stop: StopRequested) -> str | None:
+    """Steps until the end; returns why it stopped early (a signal, stop_at_step) or None."""
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.train.steps, disable=not cfg.log.progress, desc="GRPO", dynamic_ncols=True)
+    t = cfg.train
+    bar = tqdm(total=t.steps, initial=trainer.step_idx, disable=not cfg.log.progress, desc="GRPO", dynamic_ncols=True)
     recent: list[float] = []
-    for _ in range(cfg.train.steps):
-        row = trainer.step()
-        if cfg.train.eval_every and row["step"] % cfg.train.eval_every == 0 and row["step"] < cfg.train.steps:
-            row["eval_accuracy"] = accuracy()
-        metrics.write(row)
-        recent = (recent + [row["reward_mean"]])[-20:]
-        bar.set_postfix(reward=f"{sum(recent) / len(recent):.3f}", zero_std=f"{row['frac_zero_std']:.2f}")
-        bar.update(1)
-    bar.close()
+    try:
+        while trainer.step_idx < t.steps:
+            row = trainer.step()
+            if t.eval_every and row["step"] % t.eval_every == 0 and row["step"] < t.steps:
+                row["eval_accuracy"] = accuracy()
+            metrics.write(row, rollout=trainer.last_record)
+            if trainer.nonfinite_in_a_row >= t.max_nonfinite_steps:
+                raise FloatingPointError(
+                    f"{trainer.nonfinite_in_a_row} steps in a row had a non-finite loss or gradient norm "
+                    f"(last at step {row['step']}); stopping. The last checkpoint is intact.")
+            recent = (recent + [row["reward_mean"]])[-20:]
+            bar.set_postfix(reward=f"{sum(recent) / len(recent):.3f}", zero_std=f"{row['frac_zero_std']:.2f}")
+            bar.update(1)
+            if stop.reason:
+                return stop.reason
+            if t.stop_at_step and trainer.step_idx >= t.stop_at_step and trainer.step_idx < t.steps:
+                return f"train.stop_at_step={t.stop_at_step}"
+            if t.save_every and trainer.step_idx % t.save_every == 0 and trainer.step_idx < t.steps:
+                save()
+    finally:
+        bar.close()
+    return None
 
 
 def summary_table(summary: dict) -> str:
     gain = summary["accuracy_after"] - summary["accuracy_before"]
-    lines = [
+    return "\n".join([
         "",
         f"{'':24}{'before':>10}{'after':>10}{'change':>10}",
         f"{'held-out accuracy':24}{summary['accuracy_before']:>10.3f}{summary['accuracy_after']:>10.3f}{gain:>+10.3f}",
         f"steps: {summary['steps']}   wall time: {summary['wall_seconds']:.1f} s   output: {summary['output_dir']}",
-    ]
-    return "\n".join(lines)
+    ])

@@ -70,6 +70,8 @@ class Trainer:
         self.sampler = PromptSampler(len(train_examples), cfg.data.seed)
         self.step_idx = 0
         self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
+        self.last_record: dict = {}
         if cfg.algo.beta > 0 and ref_logprobs is None:
             raise ValueError("algo.beta > 0 needs a reference policy")
 
@@ -79,7 +81,8 @@ class Trainer:
 
     def rollout_and_score(self) -> StepBatch:
         cfg, r = self.cfg, self.cfg.rollout
-        examples = [self.examples[i] for i in self.sampler.next_indices(r.prompts_per_step)]
+        indices = self.sampler.next_indices(r.prompts_per_step)
+        examples = [self.examples[i] for i in indices]
         t0 = time.perf_counter()
         rollout = generate(
             self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
@@ -91,6 +94,9 @@ class Trainer:
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
         scored = self.scorer.score(texts, [ex for ex in examples for _ in range(r.group_size)])
+        self.last_record = {"indices": indices, "completion_ids": [
+            row[: int(n)].tolist() for row, n in zip(rollout.completion_ids_BT, rollout.lengths_B)], "texts": texts,
+            "rewards": scored.total}
         rewards_B = torch.tensor([math.nan if x is None else x for x in scored.total], dtype=torch.float32)
         rewards_PG = rewards_B.view(r.prompts_per_step, r.group_size)
         adv_B = compute_advantages_PG(rewards_PG, cfg.algo.advantage, eps=cfg.algo.adv_eps).view(-1).to(self.device)
@@ -177,9 +183,10 @@ class Trainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         max_norm = self.cfg.train.max_grad_norm
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
-        if not torch.isfinite(norm):
+        if not torch.isfinite(norm):  # skip the update, keep the schedule moving; counted and reported
             self.optimizer.zero_grad(set_to_none=True)
             self.nonfinite_in_a_row += 1
+            self.nonfinite_total += 1
             self.scheduler.step()
             return float(norm)
         self.nonfinite_in_a_row = 0
@@ -191,4 +198,17 @@ class Trainer:
         batch = self.rollout_and_score()
         stats = self.update(batch)
         self.step_idx += 1
+        stats["nonfinite_steps"] = self.nonfinite_total
         return {"step": self.step_idx, **stats, **batch.metrics}
+
+    def state_dict(self) -> dict:
+        """JSON-able loop state (model and optimiser tensors are saved by checkpoint.py)."""
+        sched = {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}
+        return {"step": self.step_idx, "nonfinite_in_a_row": self.nonfinite_in_a_row,
+                "nonfinite_total": self.nonfinite_total, "sampler": self.sampler.state_dict(), "scheduler": sched}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_idx = state["step"]
+        self.nonfinite_in_a_row, self.nonfinite_total = state["nonfinite_in_a_row"], state["nonfinite_total"]
+        self.sampler.load_state_dict(state["sampler"])
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})

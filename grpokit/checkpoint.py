@@ -1,0 +1,224 @@
+"""Checkpoints that survive being killed at any instant, and exact resume.
+
+A checkpoint is a folder `step-00000042/` holding:
+  trainable.safetensors   the trainable parameters by name (full model, or the adapter)
+  optimizer.safetensors   optimiser tensors;  optimizer.json  its param groups and layout
+  rng.safetensors         torch CPU/CUDA generator states;  state.json  everything else
+                          (step, scheduler, prompt-sampler position, python/numpy RNG,
+                          metrics rows written, counters)
+  config.json             the run's config
+  manifest.json           written last: versions, data fingerprint, file list -> "complete"
+No pickle: tensors go to safetensors, the rest to JSON.
+
+Commit protocol: write everything into `.tmp-step-.../` on the same filesystem, fsync each file,
+rename the folder into place, fsync the parent. A folder without a manifest is never used.
+Old checkpoints are deleted only after the new one is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+
+
+# ------------------------------------------------------------------ state <-> files
+
+
+def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
+    if missing or extra:
+        raise CheckpointError(f"checkpoint parameters do not match the model: missing {missing[:5]}, extra {extra[:5]}")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors[name].to(p.device, p.dtype))
+
+
+def optimizer_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, layout = {}, {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{key}"] = value.contiguous().cpu()
+            else:
+                layout.setdefault("scalars", {})[f"{idx}.{key}"] = value
+    layout["param_groups"] = sd["param_groups"]
+    return tensors, layout
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], layout: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    for key, value in layout.get("scalars", {}).items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": layout["param_groups"]})
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            tensors[f"torch_cuda_{i}"] = torch.cuda.get_rng_state(i)
+    py = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return tensors, {"python": [py[0], list(py[1]), py[2]],
+                     "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], info: dict) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    for key, value in tensors.items():
+        if key.startswith("torch_cuda_") and torch.cuda.is_available():
+            torch.cuda.set_rng_state(value, int(key.rsplit("_", 1)[1]))
+    v, keys, gauss = info["python"]
+    random.setstate((v, tuple(keys), gauss))
+    kind, keys, pos, has_gauss, cached = info["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+# ------------------------------------------------------------------ commit, list, prune
+
+
+def save_checkpoint(root: Path, step: int, *, model, optimizer, state: dict, config: dict, manifest: dict,
+                    keep_last: int = 2) -> Path:
+    """Write and atomically commit checkpoint `step`; prune older ones only after the commit.
+
+    On any error (disk full included) the partial folder is removed and the previous checkpoint
+    is left as it was."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        opt_tensors, opt_layout = optimizer_files(optimizer)
+        rng_tensors, rng_info = rng_state()
+        files = {
+            "trainable.safetensors": lambda p: save_file(trainable_tensors(model), str(p)),
+            "optimizer.safetensors": lambda p: save_file(opt_tensors, str(p)),
+            "optimizer.json": lambda p: _write_json(p, opt_layout),
+            "rng.safetensors": lambda p: save_file(rng_tensors, str(p)),
+            "state.json": lambda p: _write_json(p, {**state, "rng": rng_info, "step": step}),
+            "config.json": lambda p: _write_json(p, config),
+        }
+        for name, write in files.items():
+            write(tmp / name)
+            _fsync_file(tmp / name)
+        _write_json(tmp / "manifest.json", {**manifest, "step": step, "files": sorted(files), "complete": True})
+        _fsync_file(tmp / "manifest.json")
+        _fsync_dir(tmp)
+        if final.exists():  # a complete checkpoint of this step already exists (re-save after resume)
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(root)
+        kept = f"the previous checkpoint {previous.name} is kept" if previous else "no earlier checkpoint exists"
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"could not write checkpoint at step {step} ({exc.strerror or exc}); "
+                                  f"the partial folder was removed and {kept}") from exc
+        raise
+    prune(root, keep_last)
+    return final
+
+
+def complete_checkpoints(root: Path) -> list[Path]:
+    """Committed checkpoints, oldest first (folders without a complete manifest are ignored)."""
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        m = STEP_DIR.match(child.name)
+        if m and (child / "manifest.json").is_file():
+            try:
+                if json.loads((child / "manifest.json").read_text()).get("complete"):
+                    found.append((int(m.group(1)), child))
+            except (OSError, ValueError):
+                continue
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    done = complete_checkpoints(root)
+    return done[-1] if done else None
+
+
+def prune(root: Path, keep_last: int) -> None:
+    """Delete all but the newest keep_last checkpoints, and leftovers of interrupted writes."""
+    done = complete_checkpoints(root)
+    for old in done[: max(0, len(done) - max(1, keep_last))]:
+        shutil.rmtree(old, ignore_errors=True)
+    for child in root.iterdir():
+        if child.name.startswith(".tmp-step-"):
+            pid = child.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or int(pid) != os.getpid():
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Everything a checkpoint holds, as tensors and plain objects."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    if not manifest.get("complete"):
+        raise CheckpointError(f"{path} is not a complete checkpoint")
+    return {
+        "manifest": manifest,
+        "trainable": load_file(str(path / "trainable.safetensors")),
+        "optimizer_tensors": load_file(str(path / "optimizer.safetensors")),
+        "optimizer_layout": json.loads((path / "optimizer.json").read_text()),
+        "rng_tensors": load_file(str(path / "rng.safetensors")),
+        "state": json.loads((path / "state.json").read_text()),
+        "config": json.loads((path / "config.json").read_text()),
+    }
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted names of fields whose values differ between two config dicts."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<missing>"), current.get(key, "<missing>")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} in the checkpoint, {b!r} now")
+    return out
