@@ -190,13 +190,16 @@ def test_limits_validate():
 
 
 def test_parallel_runs_stay_separate(box):
+    # Four runs at once, each writing a file into its /tmp while the others do the same: each
+    # must see only its own file (private tmpfs per run) and print its own answer.
+    code = "import os, time\nopen('/tmp/mark-{i}', 'w').close()\ntime.sleep(0.5)\nprint(sorted(os.listdir('/tmp')), {i} * {i})\n"
+
     def one(i):
-        return box.run_io(f"print({i} * {i})\n", expected_stdout=f"{i * i}\n")
+        return box.run_io(code.format(i=i), expected_stdout=f"['mark-{i}'] {i * i}\n")
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(one, range(8)))
-    assert [r.status for r in results] == [Status.PASS] * 8
-    assert len({r.pid_namespace for r in results}) == 8
+    assert [r.status for r in results] == [Status.PASS] * 8, [r.stdout for r in results]
 
 
 # --- refusing to degrade silently -----------------------------------------------------------------

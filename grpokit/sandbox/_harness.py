@@ -20,7 +20,6 @@ import os
 import resource
 import subprocess
 import sys
-import traceback
 
 _CLONE_NEWUSER = 0x10000000
 _PR_SET_DUMPABLE = 4
@@ -220,6 +219,8 @@ class _Candidate:
 
 def _describe_failure(exc, test_source):
     """One line for people: the exception and, when it came from the test, the failing line."""
+    import traceback
+
     where = ""
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         if frame.f_code.co_filename == "<test>":
@@ -325,6 +326,8 @@ def main():
         _watch_lifeline(lifeline_fd)
         _apply_rlimits(request["rlimits"])
     except BaseException as exc:
+        import traceback
+
         step = traceback.extract_tb(exc.__traceback__)[-1]
         where = f" in {step.name}()"
         reporter.send("verdict", harness_error=f"could not set up the sandbox identity/limits: {exc!r}{where}")

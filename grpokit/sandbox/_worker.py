@@ -10,7 +10,6 @@ The `_codec` source is prepended to this file when it is sent into the sandbox.
 import builtins
 import os
 import sys
-import traceback
 
 _MAX_ITEMS = 1_000_000  # an iterator returned by the candidate is materialised up to this length
 
@@ -61,6 +60,8 @@ def _load_error(wfd, exc):
         send_frame(wfd, {"load": "error", "type": type(exc).__name__, "msg": _text(exc)})  # noqa: F821
     except BaseException:
         pass
+    import traceback
+
     traceback.print_exception(type(exc), exc, exc.__traceback__)
     sys.stderr.flush()
     os._exit(1)
@@ -107,6 +108,8 @@ def _run_main(program, wfd):
             send_frame(wfd, {"exc": type(exc).__name__})  # noqa: F821
         except BaseException:
             pass
+        import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
         sys.exit(1)
 
