@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Status(str, enum.Enum):
@@ -74,7 +74,6 @@ class Result:
     isolation: str = ""  # "bwrap" or "process" (the weaker, explicitly allowed mode)
     uid: int | None = None  # host uid the program ran as, when the sandbox chose one
     pid_namespace: str | None = None  # e.g. "pid:[4026532301]", for leftover-process checks
-    extras: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
