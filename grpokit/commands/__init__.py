@@ -1,0 +1,1 @@
+"""Command-line commands, one module each (grpokit.cli maps names to them)."""
