@@ -9,8 +9,10 @@ Rows (each: N runs through a thread pool of --workers, after one warm-up run):
   (two interpreters per run: the trusted harness and the program's worker);
 * io / tests, process: the same without bubblewrap (the weaker, opt-in mode), to show what the
   namespaces cost.
-Latency percentiles are per run, measured around each call, so they include queueing-free
-sandbox start, run, kill and cleanup.
+Latency percentiles are per run, measured around each call (sandbox start, run, kill, cleanup).
+"cpu ms/run" is the CPU time of this process and of all reaped descendants (bwrap, harness,
+worker) per program: it does not depend on what else the machine is doing, and
+`cpus / cpu_s_per_run` bounds what an otherwise idle machine could do.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,28 +70,40 @@ def _sandboxed(mode: str, isolation: str):
     return once
 
 
+def _cpu_seconds() -> float:
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 def measure(name: str, once, n: int, workers: int) -> dict:
     once()  # warm-up: availability probe, page cache
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(lambda _: _timed(once), range(n)))
     wall = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu_before
     latencies = sorted(seconds * 1000 for _, seconds in outcomes)
     failures = sum(1 for ok, _ in outcomes if not ok)
     return {
         "row": name, "programs": n, "workers": workers, "wall_s": round(wall, 3),
         "programs_per_s": round(n / wall, 1), "p50_ms": round(statistics.median(latencies), 1),
         "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 1), "failures": failures,
+        "cpu_ms_per_run": round(cpu / n * 1000, 1),
     }
 
 
 def _print_table(rows: list[dict]) -> None:
-    header = f"{'row':<18} {'programs':>8} {'workers':>7} {'wall s':>7} {'progs/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'fail':>5}"
+    header = (f"{'row':<18} {'programs':>8} {'workers':>7} {'wall s':>7} {'progs/s':>8} {'p50 ms':>7} "
+              f"{'p95 ms':>7} {'cpu ms/run':>10} {'fail':>5}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['row']:<18} {r['programs']:>8} {r['workers']:>7} {r['wall_s']:>7.2f} {r['programs_per_s']:>8.1f} "
-              f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['failures']:>5}")
+              f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['cpu_ms_per_run']:>10.1f} {r['failures']:>5}")
 
 
 def main() -> None:
@@ -114,6 +129,7 @@ def main() -> None:
     bwrap_version = subprocess.run([find_bwrap(), "--version"], capture_output=True, text=True).stdout.strip()
     report = {
         "benchmark": "sandbox throughput", "rows": rows, "cpus": os.cpu_count(), "euid": os.geteuid(),
+        "load_average_after": os.getloadavg(),
         "python": platform.python_version(), "bwrap": bwrap_version, "platform": platform.platform(),
     }
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -87,6 +87,8 @@ def run_example(completion: str, example: dict, *, limits: Limits | None = None,
     box = sandbox or _default_sandbox(allow_unsafe)
     program = build_program(code, example)
     if "test" in example:
+        if not example.get("entry_point"):
+            raise ValueError("a HumanEval-style example needs `entry_point` next to `test`")
         return box.run_tests(program, test=example["test"], entry_point=example["entry_point"],
                              prompt=example.get("prompt") or "", limits=limits)
     cases = example.get("io_cases")
