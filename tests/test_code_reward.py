@@ -83,8 +83,8 @@ ADD = {"prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n", "entry_point": "add",
     ids=["pass", "body", "wrong", "timeout", "syntax", "load-error", "prose", "empty"],
 )
 def test_scores_and_tiers(completion, plain, tiered):
-    assert code_reward(completion, ADD, timeout=1.5) == plain
-    assert code_reward(completion, ADD, tiers=True, timeout=1.5) == tiered
+    assert code_reward(completion, ADD, timeout=2.0) == plain
+    assert code_reward(completion, ADD, tiers=True, timeout=2.0) == tiered
 
 
 SUM_IO = {"io_cases": [{"stdin": "1 2\n", "stdout": "3\n"}, {"stdin": "10 -4\n", "stdout": "6\n"}]}
