@@ -392,12 +392,13 @@ box.run_io("import time\\ntime.sleep(600)\\n")
 
 
 @pytest.mark.parametrize("isolation", ["bwrap", "process"])
-def test_sandbox_dies_with_the_trainer(box, isolation):
+def test_sandbox_dies_with_the_trainer(box, isolation, tmp_path):
     """SIGKILL the trainer mid-run: nothing it started may keep running (lifeline pipe)."""
     import subprocess
     import sys
 
-    trainer = subprocess.Popen([sys.executable, "-c", TRAINER.format(root=str(PROJECT), isolation=isolation)])
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # a killed trainer cannot remove its temp dir
+    trainer = subprocess.Popen([sys.executable, "-c", TRAINER.format(root=str(PROJECT), isolation=isolation)], env=env)
     try:
         deadline = time.monotonic() + 20
         family: list[psutil.Process] = []
