@@ -9,7 +9,6 @@ USAGE = """usage: grpokit COMMAND [options]
 
 commands:
   train    train with GRPO (no options: the built-in arithmetic demo)
-  eval     score a model on a preset or data file: accuracy, pass@k, before/after (--compare)
   sample   answer prompts with a model (chat template, same sampling options; interactive without prompts)
   eval     score a model on a preset or data file: accuracy, pass@k, before/after (--compare)
 
@@ -69,7 +68,6 @@ def cmd_train(argv: list[str]) -> int:
 
 # name -> "module:function"; each command's module is imported only when it runs.
 COMMANDS = {"train": "grpokit.cli:cmd_train"}
-COMMANDS["eval"] = "grpokit.commands.eval:main"
 COMMANDS["sample"] = "grpokit.commands.sample:main"
 COMMANDS["eval"] = "grpokit.commands.eval:main"
 
