@@ -73,6 +73,9 @@ def load_model_and_tokenizer(name: str, device: str, dtype: str, log=print):
     """(model in eval mode, tokenizer) for a folder, hub id or builtin:arithmetic."""
     from grpokit import models
 
+    local = name.startswith(("/", ".", "~")) or name.count("/") > 1
+    if local and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"model not found: {name} (give a model folder, a hub id or builtin:arithmetic)")
     if hasattr(models, "load_trained"):  # also puts a LoRA adapter back on its base
         return models.load_trained(name, device=device, dtype=dtype, log=log)
     from grpokit.config import ModelConfig
@@ -214,7 +217,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ConfigError, RewardError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, RewardError, ValueError, OSError) as exc:
         print(f"grpokit eval: error: {exc}", file=sys.stderr)
         return 2
     return 0
