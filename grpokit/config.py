@@ -99,7 +99,7 @@ class DataConfig:
 @dataclass
 class RolloutConfig:
     prompts_per_step: int = 8  # P: prompts per step
-    group_size: int = 8  # G: completions sampled per prompt
+    group_size: int = 16  # G: completions sampled per prompt
     max_new_tokens: int = 8  # completion length limit; a row that hits it is 'truncated'
     min_new_tokens: int = 0  # EOS is forbidden before this many tokens
     temperature: float = 1.0  # sampling temperature; log-probs use the same scaled logits
@@ -133,7 +133,7 @@ class AlgoConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 250  # GRPO steps (each: one rollout batch, mu optimiser steps)
+    steps: int = 600  # GRPO steps (each: one rollout batch, mu optimiser steps)
     lr: float = 2e-4  # peak learning rate of AdamW
     weight_decay: float = 0.0  # AdamW weight decay
     adam_beta1: float = 0.9
@@ -144,7 +144,7 @@ class TrainConfig:
     micro_batch_size: int = 64  # sequences per forward/backward; gradients accumulate over the batch
     logprob_chunk: int = 256  # positions per chunk when computing log-softmax
     seed: int = 0  # seed of model sampling
-    eval_every: int = 50  # greedy accuracy on the held-out set every N steps (0 = only before and after)
+    eval_every: int = 100  # greedy accuracy on the held-out set every N steps (0 = only before and after)
     save_every: int = 0  # checkpoint every N steps (0 = only at the end and when stopped by a signal)
     keep_last: int = 2  # checkpoints kept; older ones are deleted after a new one commits
     resume: str = ""  # "auto" = newest complete checkpoint in output_dir, or a checkpoint folder

@@ -24,7 +24,7 @@ TIMING = ("time_generation", "time_reward", "time_update")
 def _flags(model_dir, out, **extra):
     base = {
         "model.name-or-path": str(model_dir), "rollout.prompts-per-step": 4, "rollout.group-size": 4,
-        "train.steps": 8, "train.micro-batch-size": 5, "algo.mu": 2, "train.eval-every": 0,
+        "train.steps": 12, "train.micro-batch-size": 5, "algo.mu": 2, "train.eval-every": 0,
         "train.warmup-steps": 2, "train.lr": 3e-4,
     }
     base.update(extra)
@@ -78,15 +78,15 @@ def straight_run(arithmetic_model_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_stop_and_resume_is_bit_identical_to_a_straight_run(arithmetic_model_dir, straight_run, tmp_path):
     out = tmp_path / "split"
-    first = _train(_flags(arithmetic_model_dir, out, **{"train.stop-at-step": 4}))
+    first = _train(_flags(arithmetic_model_dir, out, **{"train.stop-at-step": 5}))
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Continue with" in first.stdout and not (out / "summary.json").exists()
-    assert [p.name for p in ckpt.complete_checkpoints(out / "checkpoints")] == ["step-00000004"]
+    assert [p.name for p in ckpt.complete_checkpoints(out / "checkpoints")] == ["step-00000005"]
     second = _train(_flags(arithmetic_model_dir, out, **{"train.resume": "auto"}))
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stdout
     _assert_identical(_final_state(out), straight_run)
-    assert len(straight_run["rollouts"]) == 8 and len(straight_run["params"]) > 10
+    assert len(straight_run["rollouts"]) == 12 and len(straight_run["params"]) > 10
 
 
 @pytest.mark.slow
@@ -100,9 +100,10 @@ def test_sigkill_during_saves_always_resumes_from_the_last_complete_checkpoint(
         before = [p.name for p in ckpt.complete_checkpoints(out / "checkpoints")]
         proc = subprocess.Popen([sys.executable, str(HELPER), *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        saving = None
-        for line in proc.stdout:
-            if line.startswith("SAVING") and rng.random() < 0.6:
+        saving, seen = None, 0
+        for line in proc.stdout:  # the first save of each launch commits, so every launch progresses
+            seen += line.startswith("SAVING")
+            if seen == 2:
                 saving = line.split()[1]
                 break
         if saving is None:  # finished without being killed
@@ -115,7 +116,7 @@ def test_sigkill_during_saves_always_resumes_from_the_last_complete_checkpoint(
         done = ckpt.complete_checkpoints(out / "checkpoints")
         for path in done:  # every checkpoint that counts as complete loads whole
             ckpt.load_checkpoint(path)
-        assert set(before) - {p.name for p in done} <= set(before[:-2])  # none lost beyond keep_last pruning
+        assert done and (not before or done[-1].name >= before[-1])  # never behind the last complete one
     else:
         pytest.fail("the run never finished")
     assert kills >= 10
