@@ -104,9 +104,19 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
                      "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
 
 
-def set_rng_state(tensors: dict[str, torch.Tensor], info: dict) -> None:
-    torch.set_rng_state(tensors["torch_cpu"])
-    for key, value in tensors.items():
+def merge_rank_rng(states: list[tuple[dict, dict]]) -> tuple[dict[str, torch.Tensor], dict]:
+    """One file for every rank's generators: tensors keyed rank{r}.NAME, info as a list."""
+    tensors = {f"rank{r}.{k}": v for r, (t, _) in enumerate(states) for k, v in t.items()}
+    return tensors, {"ranks": [info for _, info in states]}
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], info: dict, rank: int = 0) -> None:
+    """Restore this rank's generators (rank 0's when the checkpoint had fewer ranks)."""
+    rank = rank if rank < len(info["ranks"]) else 0
+    info = info["ranks"][rank]
+    mine = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"rank{rank}.")}
+    torch.set_rng_state(mine["torch_cpu"])
+    for key, value in mine.items():
         if key.startswith("torch_cuda_") and torch.cuda.is_available():
             torch.cuda.set_rng_state(value, int(key.rsplit("_", 1)[1]))
     v, keys, gauss = info["python"]
@@ -119,7 +129,7 @@ def set_rng_state(tensors: dict[str, torch.Tensor], info: dict) -> None:
 
 
 def save_checkpoint(root: Path, step: int, *, model, optimizer, state: dict, config: dict, manifest: dict,
-                    keep_last: int = 2) -> Path:
+                    keep_last: int = 2, rng: list[tuple[dict, dict]] | None = None) -> Path:
     """Write and atomically commit checkpoint `step`; prune older ones only after the commit.
 
     On any error (disk full included) the partial folder is removed and the previous checkpoint
@@ -131,7 +141,7 @@ def save_checkpoint(root: Path, step: int, *, model, optimizer, state: dict, con
     try:
         tmp.mkdir()
         opt_tensors, opt_layout = optimizer_files(optimizer)
-        rng_tensors, rng_info = rng_state()
+        rng_tensors, rng_info = merge_rank_rng(rng or [rng_state()])
         files = {
             "trainable.safetensors": lambda p: save_file(trainable_tensors(model), str(p)),
             "optimizer.safetensors": lambda p: save_file(opt_tensors, str(p)),

@@ -151,6 +151,7 @@ class TrainConfig:
     allow_config_change: bool = False  # resume even when the config or data differ from the checkpoint's
     stop_at_step: int = 0  # checkpoint and stop after this step (for time-sliced jobs; 0 = run to the end)
     max_nonfinite_steps: int = 3  # stop when this many steps in a row have a non-finite loss or gradient
+    dist_timeout_s: float = 600.0  # with several processes: how long a collective waits for a missing rank
 
 
 @dataclass

@@ -26,6 +26,21 @@ def truncate_lines(path: Path, keep: int) -> None:
     os.replace(tmp, path)
 
 
+class NullLog:
+    """What ranks other than 0 log to: nothing."""
+
+    rows: list = []
+
+    def write(self, row: dict, rollout: dict | None = None) -> None:
+        return None
+
+    def line_counts(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
 class MetricsLog:
     def __init__(self, out_dir: Path, *, tensorboard: bool = True, rollouts: bool = False):
         self.out_dir = Path(out_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import signal
 import time
 from datetime import datetime
@@ -15,13 +16,14 @@ import torch
 from grpokit import checkpoint as ckpt
 from grpokit.config import Config, ConfigError, to_dict, validate
 from grpokit.evaluate import greedy_accuracy
-from grpokit.logs import MetricsLog, plot_run, truncate_lines
-from grpokit.models import load_model, load_tokenizer, model_path, save_model
+from grpokit.dist import Dist, init_distributed
+from grpokit.logs import MetricsLog, NullLog, plot_run, truncate_lines
+from grpokit.models import build_reference, load_model, load_tokenizer, model_path, prepare_model, save_outputs
 from grpokit.rewards import resolve_reward
 from grpokit.trainer import Trainer
 
 # Config fields that may change between a run and its resumption.
-RESUME_FREE = {"output_dir", "train.resume", "train.stop_at_step", "train.allow_config_change", "log"}
+RESUME_FREE = {"output_dir", "train.resume", "train.stop_at_step", "train.allow_config_change", "log", "model.device"}
 
 
 class StopRequested:
@@ -113,22 +115,67 @@ def _check_resume(saved: dict, cfg: Config, fingerprint: str) -> None:
                           + "\n  ".join(diffs) + "\n(--train.allow-config-change resumes anyway)")
 
 
-def run_training(cfg: Config, log=print) -> dict:
+def _setup_output(cfg: Config, d: Dist) -> tuple[Path, Path | None]:
+    """Rank 0 decides the folder and the checkpoint to resume; every rank gets the same answer."""
+    result = None
+    if d.is_main:
+        try:
+            result = prepare_output_dir(cfg)
+        except ConfigError as exc:
+            result = exc
+    result = d.broadcast_object(result)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _load(cfg: Config, d: Dist, log):
+    """Tokenizer, training and eval examples (data problems surface here, before the model),
+    then the model prepared for cfg.model.mode."""
     from grpokit.data import load_examples
 
+    if d.is_main:  # a builtin model is built (and cached) once, by rank 0
+        path = model_path(cfg.model, log=log)
+    d.barrier()
+    path = model_path(cfg.model, log=log) if not d.is_main else path
+    tokenizer = load_tokenizer(path, cfg.model)
+    train_examples, eval_examples = load_examples(cfg.data, tokenizer, log=log if d.is_main else _quiet)
+    if d.device is not None:
+        cfg.model.device = str(d.device)  # one device per rank
+    model = prepare_model(load_model(path, cfg.model), cfg.model)
+    return tokenizer, model, train_examples, eval_examples
+
+
+def _quiet(*args, **kwargs) -> None:
+    return None
+
+
+def run_training(cfg: Config, log=print) -> dict:
+    from grpokit.curriculum import make_sampler
+    from grpokit.data import validate_data_config
+
     validate(cfg)
+    validate_data_config(cfg.data)
     scorer = build_scorer(cfg)  # unknown reward names fail here, before any model loads
-    out, resume_from = prepare_output_dir(cfg)
+    d = init_distributed(cfg.model.device, cfg.train.dist_timeout_s)
+    log = log if d.is_main else _quiet
+    try:
+        return _run(cfg, d, scorer, log, make_sampler)
+    finally:
+        scorer.close()
+        d.shutdown()
+
+
+def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
+    out, resume_from = _setup_output(cfg, d)
     start = time.perf_counter()
     torch.manual_seed(cfg.train.seed)
-    path = model_path(cfg.model, log=log)
-    tokenizer = load_tokenizer(path)
-    model = load_model(path, cfg.model)
-    train_examples, eval_examples = load_examples(cfg.data, tokenizer)
+    tokenizer, model, train_examples, eval_examples = _load(cfg, d, log)
     judge = resolve_reward(cfg.reward.accuracy_reward or cfg.reward.names[0])
     accuracy = lambda: greedy_accuracy(model, tokenizer, eval_examples, judge,  # noqa: E731
-                                       max_new_tokens=cfg.rollout.max_new_tokens)
-    trainer = Trainer(cfg, model, tokenizer, train_examples, scorer)
+                                       max_new_tokens=cfg.rollout.max_new_tokens) if d.is_main else math.nan
+    trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, ref_logprobs=build_reference(model, cfg),
+                      dist=d, sampler=make_sampler(cfg.data, len(train_examples)))
     fingerprint = data_fingerprint(train_examples)
     if resume_from is not None:
         saved = ckpt.load_checkpoint(resume_from)
@@ -136,24 +183,32 @@ def run_training(cfg: Config, log=print) -> dict:
         ckpt.load_trainable(model, saved["trainable"])
         ckpt.load_optimizer(trainer.optimizer, saved["optimizer_tensors"], saved["optimizer_layout"])
         trainer.load_state_dict(saved["state"]["trainer"])
-        ckpt.set_rng_state(saved["rng_tensors"], saved["state"]["rng"])
+        ckpt.set_rng_state(saved["rng_tensors"], saved["state"]["rng"], rank=d.rank)
         acc_before = saved["state"]["accuracy_before"]
-        for name, rows in saved["state"]["log_rows"].items():
-            truncate_lines(out / name, rows)
+        if d.is_main:
+            for name, rows in saved["state"]["log_rows"].items():
+                truncate_lines(out / name, rows)
         log(f"resumed from {resume_from} at step {trainer.step_idx}")
     else:
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        if d.is_main:
+            (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         acc_before = accuracy()
         log(f"greedy accuracy before training: {acc_before:.3f} on {len(eval_examples)} held-out problems")
-    metrics = MetricsLog(out, tensorboard=cfg.log.tensorboard, rollouts=cfg.log.rollouts)
+    metrics = MetricsLog(out, tensorboard=cfg.log.tensorboard, rollouts=cfg.log.rollouts) if d.is_main else NullLog()
     if resume_from is None:
         metrics.write({"step": 0, "eval_accuracy": acc_before})
 
     def save() -> Path:
-        state = {"trainer": trainer.state_dict(), "accuracy_before": acc_before, "log_rows": metrics.line_counts()}
-        manifest = {"data_fingerprint": fingerprint, "versions": _versions()}
-        return ckpt.save_checkpoint(out / "checkpoints", trainer.step_idx, model=model, optimizer=trainer.optimizer,
-                                    state=state, config=to_dict(cfg), manifest=manifest, keep_last=cfg.train.keep_last)
+        rng = d.gather_objects(ckpt.rng_state())  # every rank's generators
+        path = None
+        if d.is_main:
+            state = {"trainer": trainer.state_dict(), "accuracy_before": acc_before, "log_rows": metrics.line_counts()}
+            manifest = {"data_fingerprint": fingerprint, "versions": _versions(), "world_size": d.world}
+            path = ckpt.save_checkpoint(out / "checkpoints", trainer.step_idx, model=model,
+                                        optimizer=trainer.optimizer, state=state, config=to_dict(cfg),
+                                        manifest=manifest, keep_last=cfg.train.keep_last, rng=rng)
+        d.barrier()
+        return path or out / "checkpoints" / f"step-{trainer.step_idx:08d}"
 
     try:
         with StopRequested(log) as stop:
@@ -166,16 +221,22 @@ def run_training(cfg: Config, log=print) -> dict:
         save()
     finally:
         metrics.close()
-        scorer.close()
-    acc_after = accuracy()
-    metrics.rows.append({"step": trainer.step_idx, "eval_accuracy": acc_after})
-    save_model(model, tokenizer, out / "model")
+    summary = {"steps": trainer.step_idx, "output_dir": str(out)}
+    if d.is_main:
+        summary = _finish(cfg, out, model, tokenizer, metrics, acc_before, accuracy(), trainer, start, log)
+    d.barrier()
+    return summary
+
+
+def _finish(cfg, out: Path, model, tokenizer, metrics, acc_before, acc_after, trainer, start, log) -> dict:
+    """Rank 0: final model, summary.json, the plot, the console table."""
+    save_outputs(model, tokenizer, cfg, out / "model")
     summary = {"accuracy_before": acc_before, "accuracy_after": acc_after, "steps": trainer.step_idx,
                "wall_seconds": round(time.perf_counter() - start, 2), "nonfinite_steps": trainer.nonfinite_total,
                "output_dir": str(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "metrics.jsonl", "a") as fh:
-        fh.write(json.dumps(metrics.rows[-1]) + "\n")
+        fh.write(json.dumps({"step": trainer.step_idx, "eval_accuracy": acc_after}) + "\n")
     if cfg.log.plot:
         plot_run(metrics.all_rows(), out / "plot.png", title=f"grpokit: {cfg.algo.advantage} / {cfg.algo.aggregation}")
     log(summary_table(summary))
@@ -210,8 +271,8 @@ def _loop(trainer: Trainer, metrics: MetricsLog, accuracy, cfg: Config, save, st
             recent = (recent + [row["reward_mean"]])[-20:]
             bar.set_postfix(reward=f"{sum(recent) / len(recent):.3f}", zero_std=f"{row['frac_zero_std']:.2f}")
             bar.update(1)
-            if stop.reason:
-                return stop.reason
+            if trainer.dist.sum_floats(1.0 if stop.reason else 0.0)[0] > 0:  # any rank asked to stop
+                return stop.reason or "a signal on another rank"
             if t.stop_at_step and trainer.step_idx >= t.stop_at_step and trainer.step_idx < t.steps:
                 return f"train.stop_at_step={t.stop_at_step}"
             if t.save_every and trainer.step_idx % t.save_every == 0 and trainer.step_idx < t.steps:

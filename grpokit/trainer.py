@@ -15,6 +15,7 @@ from grpokit.algo.aggregate import aggregate
 from grpokit.algo.losses import per_token_loss_BT
 from grpokit.config import Config
 from grpokit.data import PromptSampler, example_prompt_ids
+from grpokit.dist import Dist
 from grpokit.evaluate import decode_completions
 from grpokit.policy import completion_logprobs_BT
 from grpokit.rollout import Rollout, generate
@@ -58,20 +59,24 @@ class StepBatch:
 
 class Trainer:
     def __init__(self, cfg: Config, model, tokenizer, train_examples: list[dict], scorer,
-                 ref_logprobs: Callable[[Rollout], torch.Tensor] | None = None, rank: int = 0):
+                 ref_logprobs: Callable[[Rollout], torch.Tensor] | None = None, dist: Dist | None = None,
+                 sampler=None):
         self.cfg, self.model, self.tokenizer, self.examples = cfg, model, tokenizer, train_examples
-        self.scorer, self.ref_logprobs, self.rank = scorer, ref_logprobs, rank
+        self.scorer, self.ref_logprobs, self.dist = scorer, ref_logprobs, dist or Dist()
         self.device = next(model.parameters()).device
         t = cfg.train
         self.optimizer = make_optimizer(model, t.lr, t.weight_decay, (t.adam_beta1, t.adam_beta2))
         total = t.steps * cfg.algo.mu
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, warmup=t.warmup_steps, total=total, min_ratio=t.min_lr_ratio))
-        self.sampler = PromptSampler(len(train_examples), cfg.data.seed)
+        self.sampler = sampler if sampler is not None else PromptSampler(len(train_examples), cfg.data.seed)
         self.step_idx = 0
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.last_record: dict = {}
+        if cfg.rollout.prompts_per_step % self.dist.world:
+            raise ValueError(f"rollout.prompts_per_step ({cfg.rollout.prompts_per_step}) must be divisible by "
+                             f"the number of processes ({self.dist.world}): a group is never split")
         if cfg.algo.beta > 0 and ref_logprobs is None:
             raise ValueError("algo.beta > 0 needs a reference policy")
 
@@ -80,42 +85,64 @@ class Trainer:
         return self.cfg.rollout.temperature
 
     def rollout_and_score(self) -> StepBatch:
-        cfg, r = self.cfg, self.cfg.rollout
+        """Sample this rank's share of the step's prompts, score them, and build the batch.
+
+        Every rank draws the same global prompt order and keeps its own contiguous slice, so
+        whole groups stay on one rank; rewards are gathered so advantages and metrics are
+        computed over the global batch."""
+        cfg, r, d = self.cfg, self.cfg.rollout, self.dist
         indices = self.sampler.next_indices(r.prompts_per_step)
-        examples = [self.examples[i] for i in indices]
+        per_rank = r.prompts_per_step // d.world
+        local = indices[d.rank * per_rank:(d.rank + 1) * per_rank]
+        examples = [self.examples[i] for i in local]
         t0 = time.perf_counter()
         rollout = generate(
             self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
             max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.tokenizer.eos_token_id,
             pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-            generator=step_generator(cfg.train.seed, self.step_idx, self.rank, self.device),
+            generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
             share_prefill=r.share_prefill,
         )
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
         scored = self.scorer.score(texts, [ex for ex in examples for _ in range(r.group_size)])
-        self.last_record = {"indices": indices, "completion_ids": [
+        local_PG = torch.tensor([math.nan if x is None else x for x in scored.total],
+                                dtype=torch.float32).view(per_rank, r.group_size)
+        self.last_record = {"indices": local, "completion_ids": [
             row[: int(n)].tolist() for row, n in zip(rollout.completion_ids_BT, rollout.lengths_B)], "texts": texts,
             "rewards": scored.total}
-        rewards_B = torch.tensor([math.nan if x is None else x for x in scored.total], dtype=torch.float32)
-        rewards_PG = rewards_B.view(r.prompts_per_step, r.group_size)
-        adv_B = compute_advantages_PG(rewards_PG, cfg.algo.advantage, eps=cfg.algo.adv_eps).view(-1).to(self.device)
-        t2 = time.perf_counter()
+        rewards_PG = d.gather_rows(local_PG)
+        if hasattr(self.sampler, "record"):  # curriculum: pass rates per prompt
+            self.sampler.record(indices, rewards_PG)
+        batch = self.make_batch(rollout, rewards_PG)
+        batch.metrics.update(time_generation=t1 - t0, time_reward=time.perf_counter() - t1, **scored.metrics())
+        return batch
+
+    def make_batch(self, rollout: Rollout, rewards_PG: torch.Tensor) -> StepBatch:
+        """Advantages from the global rewards_PG; this rank's rows are its slice of prompts."""
+        cfg, d = self.cfg, self.dist
+        per_rank = rewards_PG.shape[0] // d.world
+        adv_PG = compute_advantages_PG(rewards_PG, cfg.algo.advantage, eps=cfg.algo.adv_eps)
+        adv_B = adv_PG[d.rank * per_rank:(d.rank + 1) * per_rank].reshape(-1).to(self.device)
         skip = cfg.algo.skip_zero_advantage and cfg.algo.beta == 0
         rows_B = (adv_B != 0).nonzero().view(-1) if skip else torch.arange(len(adv_B), device=self.device)
         mask_BT = rollout.completion_mask_BT
         ent = rollout.entropy_BT
+        num_seqs, num_tokens, len_sum, trunc, ent_sum, in_update = d.sum_floats(
+            len(adv_B), float(mask_BT.sum()), float(rollout.lengths_B.sum()), float((~rollout.ended_B).sum()),
+            float((ent * mask_BT).sum()) if ent is not None else math.nan, len(rows_B))
+        rewards_B = rewards_PG.reshape(-1)
+        judged = rewards_B[~rewards_B.isnan()]
         metrics = {
-            "reward_mean": float(torch.nanmean(rewards_B)), "reward_std": float(rewards_B[~rewards_B.isnan()].std())
-            if (~rewards_B.isnan()).sum() > 1 else 0.0,
+            "reward_mean": float(judged.mean()) if len(judged) else math.nan,
+            "reward_std": float(judged.std()) if len(judged) > 1 else 0.0,
             "frac_zero_std": float(zero_std_P(rewards_PG).float().mean()),
-            "completion_len_mean": float(rollout.lengths_B.float().mean()),
-            "truncated_share": float((~rollout.ended_B).float().mean()),
-            "entropy": float((ent * mask_BT).sum() / mask_BT.sum().clamp(min=1)) if ent is not None else math.nan,
-            "seqs_in_update": int(len(rows_B)),
-            "time_generation": t1 - t0, "time_reward": t2 - t1, **scored.metrics(),
+            "completion_len_mean": len_sum / num_seqs,
+            "truncated_share": trunc / num_seqs,
+            "entropy": ent_sum / max(num_tokens, 1),
+            "seqs_in_update": int(in_update),
         }
-        return StepBatch(rollout, adv_B, rows_B, num_seqs=len(adv_B), num_tokens=int(mask_BT.sum()), metrics=metrics)
+        return StepBatch(rollout, adv_B, rows_B, num_seqs=int(num_seqs), num_tokens=int(num_tokens), metrics=metrics)
 
     def _micro_batches(self, batch: StepBatch):
         size = self.cfg.train.micro_batch_size
@@ -151,9 +178,18 @@ class Trainer:
         return stats
 
     def _one_pass(self, batch: StepBatch) -> dict:
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = self.accumulate_gradients(batch)
+        stats["grad_norm"] = self._optimizer_step()
+        return stats
+
+    def accumulate_gradients(self, batch: StepBatch) -> dict:
+        """Backward over this rank's rows in micro-batches, then sum gradients over ranks.
+
+        Losses are normalised by the global batch's counts, so the summed gradient equals the
+        single-process gradient of the whole batch, for every aggregation."""
         cfg, a = self.cfg, self.cfg.algo
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
         loss_total, kl_total, clipped, counted = 0.0, 0.0, 0.0, 0.0
         for sl in self._micro_batches(batch):
             part = batch.rollout.select(batch.rows_B[sl])
@@ -175,9 +211,9 @@ class Trainer:
             ratio_BT = torch.exp(logp_BT.detach() - old_BT)
             clipped += float((((ratio_BT < 1 - a.eps_low) | (ratio_BT > 1 + a.eps_high)).float() * mask_BT).sum())
             counted += float(mask_BT.sum())
-        grad_norm = self._optimizer_step()
-        return {"loss": loss_total, "kl": kl_total / max(counted, 1), "grad_norm": grad_norm,
-                "clip_frac": clipped / max(counted, 1)}
+        self.dist.all_reduce_grads_([p for g in self.optimizer.param_groups for p in g["params"]])
+        loss_total, kl_total, clipped, counted = self.dist.sum_floats(loss_total, kl_total, clipped, counted)
+        return {"loss": loss_total, "kl": kl_total / max(counted, 1), "clip_frac": clipped / max(counted, 1)}
 
     def _optimizer_step(self) -> float:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
