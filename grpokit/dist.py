@@ -79,8 +79,12 @@ class Dist:
     def _comm_device(self):
         return self.device if (self.device is not None and self.device.type == "cuda") else torch.device("cpu")
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, clean: bool = True) -> None:
+        """Leave the process group. On a clean exit every rank first meets at a barrier: a rank
+        tearing gloo down while another still talks to it can abort the process."""
         if self.active and tdist.is_initialized():
+            if clean:
+                tdist.barrier()
             tdist.destroy_process_group()
 
 

@@ -159,11 +159,14 @@ def run_training(cfg: Config, log=print) -> dict:
     scorer = build_scorer(cfg)  # unknown reward names fail here, before any model loads
     d = init_distributed(cfg.model.device, cfg.train.dist_timeout_s)
     log = log if d.is_main else _quiet
+    clean = False
     try:
-        return _run(cfg, d, scorer, log, make_sampler)
+        result = _run(cfg, d, scorer, log, make_sampler)
+        clean = True
+        return result
     finally:
         scorer.close()
-        d.shutdown()
+        d.shutdown(clean=clean)
 
 
 def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
