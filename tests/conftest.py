@@ -30,3 +30,16 @@ def tiny_llama():
     model = build_model(spec, tok, seed=0)
     torch.manual_seed(0)
     return model, tok
+
+
+def real_sandbox(limits):
+    """A bubblewrap Sandbox, or a failure naming why there is none (a skip with
+    GRPOKIT_SANDBOX_OPTIONAL=1): the sandbox tests never fall back to a weaker mode."""
+    from grpokit.sandbox import Sandbox, sandbox_problem
+
+    problem = sandbox_problem()
+    if problem is not None:
+        if os.environ.get("GRPOKIT_SANDBOX_OPTIONAL") == "1":
+            pytest.skip(f"bubblewrap sandbox unavailable: {problem}")
+        pytest.fail(f"bubblewrap sandbox unavailable (install bubblewrap): {problem}")
+    return Sandbox(limits)

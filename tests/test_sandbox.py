@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.conftest import real_sandbox
+
 from grpokit.sandbox import Limits, Sandbox, SandboxUnavailable, Status, same_output, sandbox_problem
 from grpokit.sandbox import _codec as codec
 from grpokit.sandbox import runner
@@ -22,12 +24,7 @@ ADD_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert c
 
 @pytest.fixture(scope="module")
 def box() -> Sandbox:
-    problem = sandbox_problem()
-    if problem is not None:
-        if os.environ.get("GRPOKIT_SANDBOX_OPTIONAL") == "1":
-            pytest.skip(f"bubblewrap sandbox unavailable: {problem}")
-        pytest.fail(f"bubblewrap sandbox unavailable (install bubblewrap): {problem}")
-    return Sandbox(FAST)
+    return real_sandbox(FAST)
 
 
 # --- the codec: only plain data crosses from the program to the harness ------------------------

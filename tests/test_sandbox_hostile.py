@@ -16,6 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.conftest import real_sandbox
+
 from grpokit.sandbox import Limits, Result, Sandbox, Status, sandbox_problem
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -26,12 +28,7 @@ SLACK = 3.0  # seconds on top of the timeout: sandbox start, kill, drain
 
 @pytest.fixture(scope="module")
 def box() -> Sandbox:
-    problem = sandbox_problem()
-    if problem is not None:
-        if os.environ.get("GRPOKIT_SANDBOX_OPTIONAL") == "1":
-            pytest.skip(f"bubblewrap sandbox unavailable: {problem}")
-        pytest.fail(f"bubblewrap sandbox unavailable (install bubblewrap): {problem}")
-    return Sandbox(LIMITS)
+    return real_sandbox(LIMITS)
 
 
 def _pid_namespace(pid: int) -> str | None:
