@@ -8,7 +8,7 @@ The life of a model in a run:
     model = prepare_model(model, cfg.model)      # full: as is; lora/qlora: frozen base + peft adapter
     ref = build_reference(model, cfg)            # the KL's reference policy (grpokit.reference)
     ...train...
-    save_outputs(model, tokenizer, cfg, out)     # weights or adapter, tokenizer, grpokit_config.json
+    save_outputs(model, tokenizer, cfg, out)     # weights or adapter, tokenizer, grpokit_config.yaml
 
 `load_trained(folder)` loads any of those folders back (used by `grpokit sample`).
 """
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from grpokit.config import Config, ConfigError, ModelConfig, from_dict, to_dict
+from grpokit.config import Config, ConfigError, ModelConfig, load_yaml, to_dict
 
 BUILTIN_PREFIX = "builtin:"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-GRPOKIT_CONFIG = "grpokit_config.json"  # the Config a saved model was trained with
+GRPOKIT_CONFIG = "grpokit_config.yaml"  # the Config a saved model was trained with (usable as --config)
 MERGED_DIR = "merged"  # under a saved adapter folder: the base with the adapter folded in
 # Tokens that tokenizers ship for padding, tried in order when the tokenizer names none (or names EOS).
 PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<|endoftext|>", "<|end_of_text|>")
@@ -216,10 +216,10 @@ def save_model(model, tokenizer, out_dir: Path) -> None:
 def save_outputs(model, tokenizer, cfg: Config, out_dir: Path) -> dict:
     """Everything a trained model needs to be used again, in out_dir:
 
-    full mode:       config.json + weights, tokenizer, grpokit_config.json
+    full mode:       config.json + weights, tokenizer, grpokit_config.yaml
     lora/qlora:      adapter_config.json + adapter weights (PeftModel.from_pretrained loads them,
                      and so does AutoModelForCausalLM when peft is installed), tokenizer,
-                     grpokit_config.json; with model.save_merged also merged/: the base with the
+                     grpokit_config.yaml; with model.save_merged also merged/: the base with the
                      adapter folded in, a plain transformers model folder.
     Returns {"model": out_dir, "merged": out_dir/merged or None}."""
     out_dir = Path(out_dir)
@@ -235,12 +235,14 @@ def save_outputs(model, tokenizer, cfg: Config, out_dir: Path) -> dict:
 
 
 def write_grpokit_config(cfg: Config, out_dir: Path) -> None:
-    (Path(out_dir) / GRPOKIT_CONFIG).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    import yaml
+
+    (Path(out_dir) / GRPOKIT_CONFIG).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def read_grpokit_config(folder: Path) -> Config | None:
     path = Path(folder) / GRPOKIT_CONFIG
-    return from_dict(Config, json.loads(path.read_text())) if path.is_file() else None
+    return load_yaml(path) if path.is_file() else None
 
 
 def _dense(param: torch.Tensor) -> torch.Tensor:
@@ -320,7 +322,7 @@ def load_trained(path: str, *, device: str = "auto", dtype: str = "auto", trust_
     a peft adapter folder, a hub id, or builtin:arithmetic.
 
     An adapter is put back on its base (adapter_config.json's base_model_name_or_path), loaded
-    as it was trained: in 4 bits with the same settings when grpokit_config.json says qlora."""
+    as it was trained: in 4 bits with the same settings when grpokit_config.yaml says qlora."""
     path = model_path(ModelConfig(name_or_path=path), log=log)
     folder = Path(path)
     saved = read_grpokit_config(folder) if folder.is_dir() else None

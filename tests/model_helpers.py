@@ -105,3 +105,23 @@ def logprobs(model, rollout, temperature: float = 1.0) -> torch.Tensor:
 
     with eval_mode(model):
         return completion_logprobs_BT(model, rollout, temperature=temperature)[0]
+
+
+TEXT_CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
+
+
+def build_text_tokenizer():
+    """A character tokenizer for any English text (GSM8K prompts), with a chat template that
+    takes a system turn; characters outside printable ASCII become <unk>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
+    core = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(specials + TEXT_CHARS)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    core.decoder = decoders.Fuse()
+    core.add_special_tokens(specials)
+    template = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", chat_template=template, padding_side="left")

@@ -20,24 +20,34 @@ from tests.model_helpers import digests, grpo_config, load_prepared, logprobs, s
 MODES = ["full", "lora", "qlora"]
 
 
-@pytest.fixture(scope="module", params=MODES)
-def trained(request, arithmetic_model_dir, tmp_path_factory):
-    """A model of each mode after two GRPO steps with the KL term on (beta > 0), then saved."""
-    mode = request.param
-    cfg = grpo_config(arithmetic_model_dir, mode, beta=0.05)
+def _train(mode: str, model_dir, tmp_path) -> dict:
+    """A model of `mode` after two GRPO steps with the KL term on (beta > 0), then saved."""
+    cfg = grpo_config(model_dir, mode, beta=0.05)
     cfg.model.save_merged = True
     model, tok = load_prepared(cfg)
     ref = build_reference(model, cfg)
     before = digests(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     trainer = two_grpo_steps(model, tok, cfg, ref_logprobs=ref)
-    out = tmp_path_factory.mktemp(f"saved-{mode}") / "model"
+    out = tmp_path / "model"
     save_outputs(model, tok, cfg, out)
     return dict(mode=mode, cfg=cfg, model=model, tok=tok, ref=ref, before=before, after=digests(model),
                 trainable=trainable, trainer=trainer, out=out, rollout=sample_rollout(model, tok))
 
 
-def test_two_steps_change_exactly_the_trainable_parameters(trained):
+@pytest.mark.parametrize("mode", MODES)
+def test_two_grpo_steps_then_reference_and_saved_folders(mode, arithmetic_model_dir, tmp_path):
+    """One run per mode (the checks share it; under xdist a shared fixture would be rebuilt)."""
+    trained = _train(mode, arithmetic_model_dir, tmp_path)
+    check_exactly_the_trainable_parameters_change(trained)
+    check_only_trainable_weights_reach_the_optimizer(trained)
+    check_reference_is_the_untrained_base_exactly(trained, arithmetic_model_dir)
+    check_saved_folder_reloads_with_the_same_logprobs(trained, arithmetic_model_dir)
+    check_merged_model_loads_with_plain_transformers_and_matches(trained)
+    check_load_trained_puts_the_adapter_back_as_it_was_trained(trained)
+
+
+def check_exactly_the_trainable_parameters_change(trained):
     before, after, trainable = trained["before"], trained["after"], trained["trainable"]
     changed = {n for n in before if before[n] != after[n]}
     assert all(r["seqs_in_update"] > 0 for r in trained["trainer"].rows)
@@ -51,13 +61,13 @@ def test_two_steps_change_exactly_the_trainable_parameters(trained):
         assert len(frozen) > len(trainable)  # the base weights: checksums identical before and after
 
 
-def test_only_lora_weights_reach_the_optimizer(trained):
+def check_only_trainable_weights_reach_the_optimizer(trained):
     optimised = {id(p) for g in trained["trainer"].optimizer.param_groups for p in g["params"]}
     names = {n for n, p in trained["model"].named_parameters() if id(p) in optimised}
     assert names == trained["trainable"]
 
 
-def test_reference_is_the_untrained_base_exactly(trained, arithmetic_model_dir):
+def check_reference_is_the_untrained_base_exactly(trained, arithmetic_model_dir):
     """lora/qlora: the adapter switched off; full: a frozen copy made before the first step."""
     cfg, rollout = trained["cfg"], trained["rollout"]
     fresh_cfg = grpo_config(arithmetic_model_dir, "qlora" if trained["mode"] == "qlora" else "full")
@@ -83,7 +93,7 @@ def _reload_adapter(trained, arithmetic_model_dir):
     return PeftModel.from_pretrained(load_model(str(arithmetic_model_dir), base_cfg), str(trained["out"]))
 
 
-def test_saved_folder_reloads_with_the_same_logprobs(trained, arithmetic_model_dir):
+def check_saved_folder_reloads_with_the_same_logprobs(trained, arithmetic_model_dir):
     from transformers import AutoModelForCausalLM
 
     out, rollout = trained["out"], trained["rollout"]
@@ -95,13 +105,13 @@ def test_saved_folder_reloads_with_the_same_logprobs(trained, arithmetic_model_d
         assert (out / "adapter_config.json").is_file() and not (out / "config.json").exists()
         reloaded = _reload_adapter(trained, arithmetic_model_dir)
     torch.testing.assert_close(logprobs(reloaded, rollout), expected, atol=1e-6, rtol=0)
-    saved_cfg = load_yaml(out / "grpokit_config.json")  # JSON is YAML: usable as --config
+    saved_cfg = load_yaml(out / "grpokit_config.yaml")  # usable as --config
     assert to_dict(saved_cfg) == to_dict(trained["cfg"])
 
 
-def test_merged_model_loads_with_plain_transformers_and_matches(trained):
+def check_merged_model_loads_with_plain_transformers_and_matches(trained):
     if trained["mode"] == "full":
-        pytest.skip("a full fine-tune is saved merged already")
+        return  # a full fine-tune is saved merged already (and writes no merged/, checked above)
     from transformers import AutoModelForCausalLM
 
     merged_dir = trained["out"] / "merged"
@@ -114,11 +124,11 @@ def test_merged_model_loads_with_plain_transformers_and_matches(trained):
     torch.testing.assert_close(logprobs(merged, rollout), logprobs(trained["model"], rollout), atol=1e-4, rtol=0)
 
 
-def test_load_trained_puts_the_adapter_back_as_it_was_trained(trained):
+def check_load_trained_puts_the_adapter_back_as_it_was_trained(trained):
     from grpokit.models import load_trained
 
     model, tok = load_trained(str(trained["out"]), device="cpu", log=lambda *a: None)
-    if trained["mode"] == "qlora":  # the base comes back in 4 bits, as grpokit_config.json says
+    if trained["mode"] == "qlora":  # the base comes back in 4 bits, as grpokit_config.yaml says
         assert getattr(model.get_base_model(), "is_loaded_in_4bit", False)
     assert tok.padding_side == "left"
     rollout = trained["rollout"]

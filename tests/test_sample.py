@@ -11,14 +11,13 @@ from grpokit.cli import main
 from grpokit.commands.sample import prompt_ids, shown_text
 
 
-@pytest.fixture(scope="module")
-def demo_output(arithmetic_model_dir, tmp_path_factory):
-    """OUTPUT/model of a short demo run (the built-in task, two steps)."""
+def _demo_output(model_dir, tmp_path) -> str:
+    """OUTPUT/model of a short demo run (the built-in task, two steps), as run_training saves it."""
     from grpokit.config import Config
     from grpokit.run import run_training
 
-    cfg = Config(output_dir=str(tmp_path_factory.mktemp("demo") / "run"))
-    cfg.model.name_or_path = str(arithmetic_model_dir)
+    cfg = Config(output_dir=str(tmp_path / "run"))
+    cfg.model.name_or_path = str(model_dir)
     cfg.train.steps, cfg.train.eval_every, cfg.data.eval_size = 2, 0, 8
     cfg.log.progress, cfg.log.plot, cfg.log.tensorboard = False, False, False
     run_training(cfg, log=lambda *a: None)
@@ -33,35 +32,33 @@ def _greedy(model_dir: str, prompts: list[str]) -> list[str]:
     return generate_for(model, tok, [{"prompt": p} for p in prompts], max_new_tokens=6)
 
 
-def test_sample_answers_prompts_from_the_demo_output(demo_output, capsys):
-    rc = main(["sample", "--model", demo_output, "--temperature", "0", "--max-new-tokens", "6", "37+58", "12+30"])
-    lines = capsys.readouterr().out.splitlines()
-    assert rc == 0 and len(lines) == 2
-    assert lines == _greedy(demo_output, ["37+58", "12+30"])  # what the trained model says, greedily
+def _sample(capsys, *args) -> tuple[int, list[str], str]:
+    rc = main(["sample", *args])
+    out = capsys.readouterr()
+    return rc, out.out.splitlines(), out.err
+
+
+def test_sample_on_the_demo_output(arithmetic_model_dir, tmp_path, capsys, monkeypatch):
+    """One demo run, several uses of it (one run per test would cost a training run each)."""
+    demo = _demo_output(arithmetic_model_dir, tmp_path)
+    greedy = ["--model", demo, "--temperature", "0", "--max-new-tokens", "6"]
+    rc, lines, _ = _sample(capsys, *greedy, "37+58", "12+30")
+    assert rc == 0 and lines == _greedy(demo, ["37+58", "12+30"])  # what the trained model says, greedily
     assert all(line.strip().lstrip("-").isdigit() for line in lines)
 
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1+2\n\n40+2\n"))  # no prompt arguments: one per line
+    rc, lines, _ = _sample(capsys, *greedy)
+    assert rc == 0 and lines == _greedy(demo, ["1+2", "40+2"])
 
-def test_sample_reads_prompts_one_per_line_without_arguments(demo_output, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("1+2\n\n40+2\n"))
-    rc = main(["sample", "--model", demo_output, "--temperature", "0", "--max-new-tokens", "6"])
-    lines = capsys.readouterr().out.splitlines()
-    assert rc == 0 and lines == _greedy(demo_output, ["1+2", "40+2"])
+    sampled = ["--model", demo, "-n", "4", "--temperature", "1.5", "--seed", "3", "9+9"]
+    rc, first, _ = _sample(capsys, *sampled)
+    assert rc == 0 and [line[:4] for line in first] == ["[1] ", "[2] ", "[3] ", "[4] "]
+    assert _sample(capsys, *sampled)[1] == first  # reproducible with a seed
 
-
-def test_sample_draws_n_completions_reproducibly(demo_output, capsys):
-    args = ["sample", "--model", demo_output, "-n", "4", "--temperature", "1.5", "--seed", "3", "9+9"]
-    assert main(args) == 0
-    first = capsys.readouterr().out.splitlines()
-    assert main(args) == 0
-    assert first == capsys.readouterr().out.splitlines()
-    assert [line[:4] for line in first] == ["[1] ", "[2] ", "[3] ", "[4] "]
-
-
-def test_sample_rejects_bad_options_by_name(demo_output, capsys):
-    assert main(["sample", "--model", demo_output, "--top-p", "0", "1+1"]) == 2
-    assert "--top-p" in capsys.readouterr().err
-    assert main(["sample", "--model", str(demo_output) + "-missing", "1+1"]) == 2
-    assert "cannot load --model" in capsys.readouterr().err
+    rc, _, err = _sample(capsys, "--model", demo, "--top-p", "0", "1+1")
+    assert rc == 2 and "--top-p" in err
+    rc, _, err = _sample(capsys, "--model", demo + "-missing", "1+1")
+    assert rc == 2 and "cannot load --model" in err
 
 
 def test_sample_on_a_lora_adapter_folder(arithmetic_model_dir, tmp_path, capsys):

@@ -8,7 +8,7 @@
 put back on its base), any transformers model folder or hub id, or builtin:arithmetic. Prompts go
 through the model's chat template, tokenized once, and are sampled with grpokit's own rollout,
 so temperature / top-p / top-k mean what they mean in training. Defaults come from the
-grpokit_config.json saved beside the model when there is one.
+grpokit_config.yaml saved beside the model when there is one.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="trained output folder (model/), adapter folder, model "
                    "folder, hub id, or builtin:arithmetic")
     p.add_argument("--system", default="", help="system message put before each prompt")
-    g = p.add_argument_group("sampling (defaults: the model's grpokit_config.json rollout, else shown)")
+    g = p.add_argument_group("sampling (defaults: the model's grpokit_config.yaml rollout, else shown)")
     g.add_argument("--temperature", type=float, default=None, help=f"0 = greedy (else {FALLBACK['temperature']})")
     g.add_argument("--top-p", type=float, default=None, help=f"nucleus mass (else {FALLBACK['top_p']})")
     g.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0 = off)")
