@@ -18,7 +18,7 @@ def trained_run(arithmetic_model_dir, tmp_path_factory):
     cfg = Config(output_dir=str(out))
     cfg.model.name_or_path = str(arithmetic_model_dir)
     cfg.train.steps = 60
-    cfg.rollout.prompts_per_step = cfg.rollout.group_size = 4  # a quarter of the demo's work per step
+    cfg.rollout.prompts_per_step = cfg.rollout.group_size = 4  # small steps: matching needs no long run
     cfg.train.eval_every = 0
     cfg.log.progress = cfg.log.plot = cfg.log.tensorboard = False
     summary = run_training(cfg, log=lambda *a: None)
