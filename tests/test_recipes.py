@@ -1,19 +1,21 @@
 """The shipped recipes: each loads, validates, says what memory it expects, and runs two GRPO
-steps as written except for the model (a tiny local Llama over a character tokenizer instead
-of Qwen3, which cannot be downloaded or run here) and the batch size. The data is the real
-GSM8K preset from the shared data folder."""
+steps through run_training as written except for the model (a tiny local Llama over a
+character tokenizer instead of Qwen3, which cannot be downloaded or run here), the batch and
+prompt sizes. The data is the real GSM8K preset from the shared data folder."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from grpokit.config import load_yaml, to_dict, validate
 from tests.conftest import DATA, REPO
-from tests.model_helpers import build_text_tokenizer, save_tiny_llama, two_grpo_steps
+from tests.model_helpers import build_text_tokenizer, save_tiny_llama
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 TEXTBOOK = REPO / "recipes" / "textbook-qwen3-8b-qlora.yaml"
@@ -49,41 +51,35 @@ def tiny_text_llama(tmp_path_factory):
                            tokenizer=build_text_tokenizer(), max_positions=2048)
 
 
-@pytest.fixture(scope="module")
-def gsm8k_examples(tiny_text_llama):
-    """GSM8K through the preset as the textbook recipe configures it, for the tiny tokenizer."""
-    if not (DATA / "gsm8k").is_dir():
-        pytest.skip(f"GSM8K is not in {DATA}")
-    from grpokit.data import load_examples
-
-    cfg = load_yaml(TEXTBOOK)
-    cfg.data.eval_size = 8
-    train, _ = load_examples(cfg.data, build_text_tokenizer(), log=lambda *a: None)
-    return sorted(train, key=lambda ex: len(ex["message"]))[:64]  # the shortest: CPU time grows with length
-
-
-def _swap_in_tiny_model(cfg, folder: Path):
+def _swap_in_tiny_model(cfg, folder: Path, out: Path):
+    cfg.output_dir = str(out)
     cfg.model.name_or_path, cfg.model.device = str(folder), "cpu"
     cfg.rollout.prompts_per_step, cfg.rollout.max_new_tokens, cfg.train.steps = 1, 6, 2
+    cfg.data.eval_size, cfg.data.max_prompt_tokens = 2, 160  # short prompts: CPU time grows with length
+    cfg.train.eval_every, cfg.log.progress, cfg.log.plot, cfg.log.tensorboard = 0, False, False, False
     cfg.algo.skip_zero_advantage = False  # a random model's groups are flat: run the backward anyway
     return validate(cfg)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
-def test_recipe_runs_two_steps_on_a_tiny_model(path, tiny_text_llama, gsm8k_examples, tmp_path):
-    from grpokit.models import build_reference, load_trained, save_outputs
-    from tests.model_helpers import load_prepared
+def test_recipe_runs_two_steps_on_a_tiny_model(path, tiny_text_llama, tmp_path):
+    if not (DATA / "gsm8k").is_dir():
+        pytest.skip(f"GSM8K is not in {DATA}")
+    from grpokit.models import load_trained
+    from grpokit.run import run_training
 
-    cfg = _swap_in_tiny_model(load_yaml(path), tiny_text_llama)
-    model, tok = load_prepared(cfg)
-    base = model.get_base_model()
-    assert base.is_loaded_in_4bit and base.is_activation_checkpointing  # as the recipe says
-    assert "boxed" in gsm8k_examples[0]["message"] and gsm8k_examples[0]["answer"].lstrip("-").isdigit()
-    trainer = two_grpo_steps(model, tok, cfg, build_reference(model, cfg), examples=[dict(e) for e in gsm8k_examples])
-    for row in trainer.rows:
-        assert math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"]) and row["seqs_in_update"] == cfg.rollout.group_size
-        assert -1.0 <= row["reward_mean"] <= 1.0
-    out = save_outputs(model, tok, cfg, tmp_path / "model")["model"]
+    cfg = _swap_in_tiny_model(load_yaml(path), tiny_text_llama, tmp_path / "run")
+    summary = run_training(cfg, log=lambda *a: None)
+    assert summary["steps"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    assert len(steps) == 2
+    for row in steps:
+        assert math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"])
+        assert row["seqs_in_update"] == cfg.rollout.group_size and -1.0 <= row["reward_mean"] <= 1.0
+    out = tmp_path / "run" / "model"
+    assert (out / "adapter_config.json").is_file()  # qlora: the adapter is what is saved
     assert to_dict(load_yaml(out / "grpokit_config.yaml")) == to_dict(cfg)
     reloaded, _ = load_trained(str(out), device="cpu", dtype=cfg.model.dtype, log=lambda *a: None)
-    assert reloaded.get_base_model().is_loaded_in_4bit
+    base = reloaded.get_base_model()
+    assert base.is_loaded_in_4bit and next(base.parameters()).dtype == torch.bfloat16  # as the recipe says
