@@ -106,12 +106,13 @@ class RolloutConfig:
     top_p: float = 1.0  # nucleus sampling mass (1.0 = off)
     top_k: int = 0  # keep only the k most likely tokens (0 = off)
     share_prefill: bool = True  # run each prompt's prefill once per group and share its KV cache
+    sampler: str = "multinomial"  # multinomial (torch.multinomial) | inverse_cdf (same distribution, one uniform per row: ~30x cheaper per token on a 32k vocabulary; other tokens for a seed)
 
 
 @dataclass
 class RewardConfig:
-    names: list[str] = field(default_factory=lambda: ["arithmetic"])  # reward names, module:function or file.py:function
-    weights: list[float] = field(default_factory=lambda: [1.0])  # one weight per reward; the total is the weighted sum
+    names: list[str] = field(default_factory=list)  # reward names, module:function or file.py:function (empty = the data preset's reward)
+    weights: list[float] = field(default_factory=list)  # one weight per reward (empty = 1 each); the total is the weighted sum
     max_fail_share: float = 0.5  # stop the run when more than this share of a step's reward calls fail
     workers: int = 0  # worker processes for scoring (0 = in the trainer's process)
     accuracy_reward: str = ""  # reward whose score > 0 counts as correct in evaluation ("" = the first of names)
@@ -143,6 +144,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # clip the gradient norm to this (0 = no clipping)
     micro_batch_size: int = 64  # sequences per forward/backward; gradients accumulate over the batch
     logprob_chunk: int = 256  # positions per chunk when computing log-softmax
+    fused_logprobs: bool = False  # LM head fused with the log-softmax, chunk by chunk, on real completion positions only: no vocabulary-sized tensors for the whole micro-batch (same values to float rounding)
+    share_prompt_forward: bool = False  # in the update, run each distinct prompt of a micro-batch once and share its KV cache across its rows (same gradient)
     seed: int = 0  # seed of model sampling
     eval_every: int = 100  # greedy accuracy on the held-out set every N steps (0 = only before and after)
     save_every: int = 0  # checkpoint every N steps (0 = only at the end and when stopped by a signal)
@@ -240,7 +243,17 @@ def validate(cfg: Config) -> Config:
     need(r.temperature > 0, "rollout.temperature", f"must be > 0 for training (got {r.temperature}); greedy is for eval")
     need(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
     need(r.top_k >= 0, "rollout.top_k", f"must be >= 0, got {r.top_k}")
-    need(len(cfg.reward.names) > 0, "reward.names", "at least one reward is needed")
+    need(r.sampler in ("multinomial", "inverse_cdf"), "rollout.sampler",
+         f"unknown sampler {r.sampler!r}{_did_you_mean(str(r.sampler), ('multinomial', 'inverse_cdf'))}")
+    if not cfg.reward.names:
+        from grpokit.presets import get_preset
+
+        preset = get_preset(cfg.data.source)
+        need(preset is not None, "reward.names", f"at least one reward is needed (data.source {cfg.data.source!r} "
+             "is not a preset, so there is no default)")
+        cfg.reward.names = [preset.reward]
+    if not cfg.reward.weights:
+        cfg.reward.weights = [1.0] * len(cfg.reward.names)
     need(len(cfg.reward.names) == len(cfg.reward.weights), "reward.weights",
          f"{len(cfg.reward.weights)} weights for {len(cfg.reward.names)} rewards")
     need(0 <= cfg.reward.max_fail_share <= 1, "reward.max_fail_share", "must be in [0, 1]")

@@ -15,7 +15,7 @@ import torch
 
 from grpokit import checkpoint as ckpt
 from grpokit.config import Config, ConfigError, to_dict, validate
-from grpokit.evaluate import greedy_accuracy
+from grpokit.evaluate import evaluate_examples
 from grpokit.dist import Dist, init_distributed
 from grpokit.logs import MetricsLog, NullLog, plot_run, truncate_lines
 from grpokit.models import build_reference, load_model, load_tokenizer, model_path, prepare_model, save_outputs
@@ -175,8 +175,15 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     torch.manual_seed(cfg.train.seed)
     tokenizer, model, train_examples, eval_examples = _load(cfg, d, log)
     judge = resolve_reward(cfg.reward.accuracy_reward or cfg.reward.names[0])
-    accuracy = lambda: greedy_accuracy(model, tokenizer, eval_examples, judge,  # noqa: E731
-                                       max_new_tokens=cfg.rollout.max_new_tokens) if d.is_main else math.nan
+
+    def accuracy() -> dict:
+        """Greedy evaluation on the held-out examples (rank 0 only): accuracy and its companions."""
+        if not d.is_main or not eval_examples:
+            return {"eval_accuracy": math.nan}
+        s = evaluate_examples(model, tokenizer, eval_examples, judge, max_new_tokens=cfg.rollout.max_new_tokens).summary
+        return {"eval_accuracy": s["accuracy"], "eval_truncated_share": s["truncated_share"],
+                "eval_completion_len_mean": s["mean_completion_tokens"], "eval_think_share": s["think_share"]}
+
     trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, ref_logprobs=build_reference(model, cfg),
                       dist=d, sampler=make_sampler(cfg.data, len(train_examples)))
     fingerprint = data_fingerprint(train_examples)
@@ -195,11 +202,12 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     else:
         if d.is_main:
             (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        acc_before = accuracy()
+        before = accuracy()
+        acc_before = before["eval_accuracy"]
         log(f"greedy accuracy before training: {acc_before:.3f} on {len(eval_examples)} held-out problems")
     metrics = MetricsLog(out, tensorboard=cfg.log.tensorboard, rollouts=cfg.log.rollouts) if d.is_main else NullLog()
     if resume_from is None:
-        metrics.write({"step": 0, "eval_accuracy": acc_before})
+        metrics.write({"step": 0, **before})
 
     def save() -> Path:
         rng = d.gather_objects(ckpt.rng_state())  # every rank's generators
@@ -226,7 +234,8 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
         metrics.close()
     summary = {"steps": trainer.step_idx, "output_dir": str(out)}
     if d.is_main:
-        summary = _finish(cfg, out, model, tokenizer, metrics, acc_before, accuracy(), trainer, start, log)
+        summary = _finish(cfg, out, model, tokenizer, metrics, acc_before, accuracy()["eval_accuracy"], trainer,
+                          start, log)
     d.barrier()
     return summary
 
@@ -265,7 +274,9 @@ def _loop(trainer: Trainer, metrics: MetricsLog, accuracy, cfg: Config, save, st
         while trainer.step_idx < t.steps:
             row = trainer.step()
             if t.eval_every and row["step"] % t.eval_every == 0 and row["step"] < t.steps:
-                row["eval_accuracy"] = accuracy()
+                row.update(accuracy())
+            if hasattr(trainer.sampler, "stats"):
+                row.update(trainer.sampler.stats())
             metrics.write(row, rollout=trainer.last_record)
             if trainer.nonfinite_in_a_row >= t.max_nonfinite_steps:
                 raise FloatingPointError(
