@@ -84,6 +84,11 @@ class Trainer:
     def logp_temperature(self) -> float:
         return self.cfg.rollout.temperature
 
+    def policy_logprobs(self, part: Rollout) -> torch.Tensor:
+        t = self.cfg.train
+        return completion_logprobs_BT(self.model, part, temperature=self.logp_temperature, chunk=t.logprob_chunk,
+                                      fused_head=t.fused_logprobs, share_prompt=t.share_prompt_forward)[0]
+
     def rollout_and_score(self) -> StepBatch:
         """Sample this rank's share of the step's prompts, score them, and build the batch.
 
@@ -101,7 +106,7 @@ class Trainer:
             max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.tokenizer.eos_token_id,
             pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
             generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
-            share_prefill=r.share_prefill,
+            share_prefill=r.share_prefill, sampler=r.sampler,
         )
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
@@ -162,10 +167,8 @@ class Trainer:
     def update(self, batch: StepBatch) -> dict:
         cfg, a = self.cfg, self.cfg.algo
         t0 = time.perf_counter()
-        policy_logp = lambda part: completion_logprobs_BT(  # noqa: E731
-            self.model, part, temperature=self.logp_temperature, chunk=cfg.train.logprob_chunk)[0]
         if a.mu > 1 and len(batch.rows_B):
-            batch.old_logp_BT = self._fixed_logprobs(batch, policy_logp)
+            batch.old_logp_BT = self._fixed_logprobs(batch, self.policy_logprobs)
         if a.beta > 0 and len(batch.rows_B):
             batch.ref_logp_BT = self._fixed_logprobs(batch, self.ref_logprobs)
         stats = {"loss": 0.0, "kl": 0.0, "grad_norm": 0.0, "clip_frac": 0.0}
@@ -194,8 +197,7 @@ class Trainer:
         for sl in self._micro_batches(batch):
             part = batch.rollout.select(batch.rows_B[sl])
             T = part.completion_ids_BT.shape[1]
-            logp_BT, _ = completion_logprobs_BT(self.model, part, temperature=self.logp_temperature,
-                                                chunk=cfg.train.logprob_chunk)
+            logp_BT = self.policy_logprobs(part)
             old_BT = logp_BT.detach() if batch.old_logp_BT is None else batch.old_logp_BT[sl, :T]
             ref_BT = None if batch.ref_logp_BT is None else batch.ref_logp_BT[sl, :T]
             mask_BT = part.completion_mask_BT
