@@ -1,0 +1,340 @@
+"""GRPO step speed: grpokit against TRL's GRPOTrainer and the textbook loop, on one machine.
+
+    .venv/bin/python benchmarks/bench_grpo.py [--quick] [--out bench_grpo.json]
+        [--workloads tiny reasoning] [--systems grpokit trl textbook] [--no-ablations]
+        [--wait-quiet 600]
+
+Every system runs the same GRPO workload (benchmarks/workloads.py) in a process of its own
+(benchmarks/worker.py), started one after another before anything is measured; then the
+driver alternates them, A B C A B C, a few steps at a time, so a change in machine load hits
+all of them alike. Reported per system: seconds per step (median, min, max over the measured
+steps, after warm-up steps), completions/s, generated tokens/s, the generation and update
+phases, peak RSS of its process, and the fraction of the machine's fp32 matmul rate that each
+phase reaches on the FLOPs it needs (benchmarks/flops.py). Then each grpokit optimisation is
+switched off in turn (grpokit_runner.VARIANTS) and timed against grpokit with everything on,
+alternating the two. "others" is how many cores other processes kept busy meanwhile (from
+/proc/stat, minus the benchmark's own processes): numbers taken above ~0.2 are disturbed.
+
+TRL is a benchmark-only dependency (pip install trl, or the `bench` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.grpokit_runner import FAST, VARIANTS  # noqa: E402
+
+SYSTEMS = ("grpokit", "trl", "textbook")
+
+
+@dataclass(frozen=True)
+class Plan:
+    warmup: dict  # system -> warm-up steps (not measured)
+    rounds: int  # A B C rounds
+    per_round: int  # steps per system per round
+    ablation_rounds: int
+    ablation_per_round: int
+    variants: tuple[str, ...]
+
+
+ALL_VARIANTS = tuple(v for v in VARIANTS if v != "default")
+PLANS = {
+    "full": {
+        "tiny": Plan({"grpokit": 3, "trl": 3, "textbook": 1}, 5, 3, 3, 4, ALL_VARIANTS),
+        # no padding in this workload (fixed prompt and completion lengths): no_trim has nothing to trim
+        "reasoning": Plan({"grpokit": 1, "trl": 1, "textbook": 0}, 5, 2, 2, 2,
+                          tuple(v for v in ALL_VARIANTS if v != "no_trim")),
+    },
+    "quick": {
+        "tiny": Plan({"grpokit": 2, "trl": 2, "textbook": 1}, 2, 3, 0, 0, ()),
+        "reasoning": Plan({"grpokit": 1, "trl": 1, "textbook": 0}, 2, 1, 0, 0, ()),
+    },
+}
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+class Worker:
+    """One system (and variant) in its own process, answering "run N steps" over a pipe."""
+
+    def __init__(self, system: str, workload: str, variant: str, log_dir: Path):
+        self.name = f"{workload}-{system}-{variant}"
+        self.log = log_dir / f"{self.name}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "worker.py"), system, workload, variant],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True, cwd=ROOT)
+        self.info = self._recv()
+
+    def _recv(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            tail = self.log.read_text()[-3000:]
+            raise RuntimeError(f"worker {self.name} stopped; its log ({self.log}) ends with:\n{tail}")
+        return json.loads(line)
+
+    def run(self, steps: int) -> list[dict]:
+        if steps <= 0:
+            return []
+        self.proc.stdin.write(f"{steps}\n")
+        self.proc.stdin.flush()
+        return self._recv()["records"]
+
+    def quit(self) -> dict:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.info.update(self._recv())
+        self.proc.wait(timeout=120)
+        return self.info
+
+    def cpu_seconds(self) -> float:
+        return _proc_cpu(self.proc.pid)
+
+
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of a process (and its reaped children), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+class OthersMeter:
+    """Cores kept busy by processes other than ours, averaged over an interval (/proc/stat)."""
+
+    def __init__(self, workers: list[Worker]):
+        self.workers = workers
+        self.t0, self.busy0, self.ours0 = time.perf_counter(), self._busy(), self._ours()
+
+    @staticmethod
+    def _busy() -> float:
+        """CPU seconds spent busy by everything (user, nice, system, irq, softirq; not steal)."""
+        vals = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (vals[0] + vals[1] + vals[2] + vals[5] + vals[6]) / os.sysconf("SC_CLK_TCK")
+
+    def _ours(self) -> float:
+        return _proc_cpu(os.getpid()) + sum(w.cpu_seconds() for w in self.workers)
+
+    def cores(self) -> float:
+        dt = time.perf_counter() - self.t0
+        return max(0.0, (self._busy() - self.busy0) - (self._ours() - self.ours0)) / max(dt, 1e-9)
+
+
+def matmul_gflops() -> float:
+    """The fp32 matmul rate, measured now in a fresh process with torch's default threads."""
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from benchmarks.flops import matmul_rate; print(matmul_rate())"
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1]) / 1e9
+
+
+def wait_quiet(limit_s: float, threshold: float = 1.5) -> float:
+    """Wait (up to limit_s) until the 1-minute load average is below threshold; return it."""
+    end = time.time() + limit_s
+    while os.getloadavg()[0] >= threshold and time.time() < end:
+        time.sleep(10)
+    return os.getloadavg()[0]
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def measure_systems(workload: str, plan: Plan, systems, log_dir: Path, log) -> tuple[dict, Worker | None]:
+    """The A B C rounds. Returns per-system results and grpokit's worker, kept for ablations."""
+    workers = {}
+    for s in systems:  # one at a time, so no start-up overlaps a measurement
+        workers[s] = Worker(s, workload, "default", log_dir)
+        log(f"  {workload}/{s}: ready in {workers[s].info['setup_s']:.1f} s")
+    for s in systems:
+        workers[s].run(plan.warmup[s])
+    records = {s: [] for s in systems}
+    meter = OthersMeter(list(workers.values()))
+    for r in range(plan.rounds):
+        for s in systems:
+            records[s] += workers[s].run(plan.per_round)
+        log(f"  {workload} round {r + 1}/{plan.rounds}: " + ", ".join(
+            f"{s} {statistics.median(x['step_s'] for x in records[s][-plan.per_round:]):.3f} s" for s in systems)
+            + f"  (others {meter.cores():.2f} cores)")
+    others = meter.cores()
+    results = {}
+    for s in systems:
+        info = workers[s].info if s == "grpokit" else workers[s].quit()
+        results[s] = {"records": records[s], "info": info, "others_cores": others}
+    return results, workers.get("grpokit")
+
+
+def measure_ablations(workload: str, plan: Plan, base: Worker, log_dir: Path, log) -> list[dict]:
+    """Each variant against grpokit with everything on, alternating the two."""
+    out = []
+    for variant in plan.variants:
+        other = Worker("grpokit", workload, variant, log_dir)
+        other.run(plan.warmup["grpokit"])
+        meter = OthersMeter([base, other])
+        on, off = [], []
+        for _ in range(plan.ablation_rounds):
+            on += base.run(plan.ablation_per_round)
+            off += other.run(plan.ablation_per_round)
+        info = other.quit()
+        row = {"variant": variant, "off": VARIANTS[variant][2], "records_on": on, "records_off": off,
+               "peak_rss_mb_off": info["peak_rss_mb"], "others_cores": meter.cores()}
+        row.update(ablation_summary(on, off))
+        log(f"  {workload} without {variant}: {row['step_s_off']:.3f} s vs {row['step_s_on']:.3f} s "
+            f"-> x{row['gain']:.2f}  (others {row['others_cores']:.2f} cores)")
+        out.append(row)
+    return out
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def _med(records, key):
+    return statistics.median(r[key] for r in records)
+
+
+def summarize(res: dict, gflops: float) -> dict:
+    recs = res["records"]
+    rate = gflops * 1e9
+    step = [r["step_s"] for r in recs]
+    out = {
+        "steps": len(recs), "step_s_median": statistics.median(step), "step_s_min": min(step), "step_s_max": max(step),
+        "completions_per_s": _med(recs, "completions") / statistics.median(step),
+        "gen_tokens_per_s": statistics.median(r["gen_tokens"] / r["step_s"] for r in recs),
+        "gen_s": _med(recs, "gen_s"), "update_s": _med(recs, "update_s"), "cpu_s": _med(recs, "cpu_s"),
+        "rows_updated": statistics.mean(r["rows_updated"] for r in recs),
+        "zero_std_groups": statistics.mean(r["zero_std_groups"] for r in recs),
+        "gen_tokens": statistics.mean(r["gen_tokens"] for r in recs),
+        "frac_gen": statistics.median(r["gen_flops"] / (rate * r["gen_s"]) for r in recs),
+        "frac_update": statistics.median(r["update_flops"] / (rate * max(r["update_s"], 1e-9)) for r in recs),
+        "gen_gflops_needed": _med(recs, "gen_flops") / 1e9, "update_gflops_needed": _med(recs, "update_flops") / 1e9,
+        "others_cores": res["others_cores"],
+    }
+    out.update({k: res["info"].get(k) for k in ("peak_rss_mb", "threads", "setup_s")})
+    return out
+
+
+def ablation_summary(on: list[dict], off: list[dict]) -> dict:
+    s_on, s_off = _med(on, "step_s"), _med(off, "step_s")
+    return {"step_s_on": s_on, "step_s_off": s_off, "gain": s_off / s_on,
+            "gen_s_on": _med(on, "gen_s"), "gen_s_off": _med(off, "gen_s"),
+            "update_s_on": _med(on, "update_s"), "update_s_off": _med(off, "update_s")}
+
+
+def ratios(summary: dict) -> dict:
+    g = summary.get("grpokit")
+    out = {}
+    for other in ("trl", "textbook"):
+        if g and other in summary:
+            o = summary[other]
+            out[f"grpokit/{other}"] = {
+                "completions_per_s": g["completions_per_s"] / o["completions_per_s"],
+                "gen_tokens_per_s": g["gen_tokens_per_s"] / o["gen_tokens_per_s"],
+                "peak_rss": g["peak_rss_mb"] / o["peak_rss_mb"] if g["peak_rss_mb"] and o["peak_rss_mb"] else None,
+            }
+    return out
+
+
+def tables(report: dict) -> str:
+    lines = ["| workload | system | s/step median (min–max) | completions/s | gen tokens/s | gen s | update s "
+             "| peak RSS MB | frac gen | frac update | others |", "|" + "---|" * 11]
+    for wl, data in report["workloads"].items():
+        for s, m in data["systems"].items():
+            lines.append(
+                f"| {wl} | {s} | {m['step_s_median']:.3f} ({m['step_s_min']:.3f}–{m['step_s_max']:.3f}) "
+                f"| {m['completions_per_s']:.1f} | {m['gen_tokens_per_s']:.0f} | {m['gen_s']:.3f} | {m['update_s']:.3f} "
+                f"| {m['peak_rss_mb']:.0f} | {m['frac_gen']:.1%} | {m['frac_update']:.1%} | {m['others_cores']:.2f} |")
+    lines += ["", "| workload | ratio | completions/s | gen tokens/s | peak RSS |", "|---|---|---|---|---|"]
+    for wl, data in report["workloads"].items():
+        for name, r in data["ratios"].items():
+            rss = f"{r['peak_rss']:.2f}" if r["peak_rss"] else "-"
+            lines.append(f"| {wl} | {name} | {r['completions_per_s']:.2f}x | {r['gen_tokens_per_s']:.2f}x | {rss} |")
+    if any(d.get("ablations") for d in report["workloads"].values()):
+        lines += ["", "| workload | switched off | s/step off | s/step on | gain | gen s off/on | update s off/on "
+                  "| others |", "|" + "---|" * 8]
+        for wl, data in report["workloads"].items():
+            for a in data.get("ablations", []):
+                lines.append(f"| {wl} | {a['variant']}: {a['off']} | {a['step_s_off']:.3f} | {a['step_s_on']:.3f} "
+                             f"| {a['gain']:.2f}x | {a['gen_s_off']:.3f}/{a['gen_s_on']:.3f} "
+                             f"| {a['update_s_off']:.3f}/{a['update_s_on']:.3f} | {a['others_cores']:.2f} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    import importlib.metadata as md
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    versions = {}
+    for pkg in ("torch", "transformers", "trl", "accelerate"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(), **versions}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few steps, no ablations (<= 3 min on 2 cores)")
+    ap.add_argument("--workloads", nargs="+", default=["tiny", "reasoning"], choices=["tiny", "reasoning"])
+    ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    ap.add_argument("--no-ablations", action="store_true")
+    ap.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, help="ablations to run (default: the plan's)")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                    help="first wait up to S seconds for the 1-minute load average to fall below 1.5")
+    ap.add_argument("--out", default="bench_grpo.json")
+    args = ap.parse_args(argv)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    start = time.perf_counter()
+    load0 = wait_quiet(args.wait_quiet) if args.wait_quiet else os.getloadavg()[0]
+    if load0 >= 1.5:
+        log(f"warning: load average {load0:.2f} at start; timings may be disturbed")
+    plans = PLANS["quick" if args.quick else "full"]
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
+              "grpokit_config": FAST, "load_at_start": load0, "workloads": {}, "matmul_gflops": []}
+    log_dir = Path(tempfile.mkdtemp(prefix="bench_grpo-"))
+    report["matmul_gflops"].append(matmul_gflops())
+    for wl in args.workloads:
+        plan = plans[wl]
+        log(f"{wl}: measuring {', '.join(args.systems)}")
+        results, base = measure_systems(wl, plan, args.systems, log_dir, log)
+        variants = args.variants if args.variants is not None else plan.variants
+        ablations = []
+        if base is not None and not args.no_ablations and variants:
+            ablations = measure_ablations(wl, Plan(plan.warmup, 0, 0, max(plan.ablation_rounds, 2),
+                                                   max(plan.ablation_per_round, 1), tuple(variants)),
+                                          base, log_dir, log)
+        if base is not None:
+            results["grpokit"]["info"] = base.quit()
+        report["workloads"][wl] = {"plan": plan.__dict__, "results": results, "ablations": ablations}
+        report["matmul_gflops"].append(matmul_gflops())
+    gflops = max(report["matmul_gflops"])
+    for wl, data in report["workloads"].items():
+        data["systems"] = {s: summarize(res, gflops) for s, res in data["results"].items()}
+        data["ratios"] = ratios(data["systems"])
+    report["seconds"] = time.perf_counter() - start
+    report["logs"] = str(log_dir)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(tables(report))
+    print(f"\nfp32 matmul rate (best of {len(report['matmul_gflops'])}): {gflops:.0f} GFLOP/s; "
+          f"{report['seconds']:.0f} s in all; load average at start {load0:.2f}; JSON: {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""grpokit's side of bench_grpo.py: Trainer.step() on a workload, timed step by step.
+
+"default" is grpokit with every speed switch on (see FAST); each other variant turns one
+optimisation off, to show its gain. Switches that are config fields are set in the config; the
+three that are always on in grpokit (preallocated KV cache, logits_to_keep + chunked log-softmax,
+padding trimming) are turned off by substituting the plain code for grpokit's.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+
+from benchmarks import flops
+from benchmarks.workloads import WORKLOADS, examples, load, reward_spec
+
+# the non-default config values of the benchmarked grpokit (each is a documented switch)
+FAST = {"rollout.sampler": "inverse_cdf", "train.fused_logprobs": True, "train.share_prompt_forward": True}
+
+# name -> (config overrides, patch to apply or None, what is turned off)
+VARIANTS = {
+    "default": ({}, None, "every optimisation on"),
+    "no_shared_prefill": ({"rollout.share_prefill": False}, None,
+                          "prefill every sample's prompt, not once per group"),
+    "multinomial": ({"rollout.sampler": "multinomial"}, None,
+                    "torch.multinomial (an exponential per vocabulary entry) instead of one uniform per row"),
+    "no_prealloc_cache": ({}, "no_prealloc", "KV cache grown by torch.cat every token"),
+    "no_skip_zero_adv": ({"algo.skip_zero_advantage": False}, None,
+                         "forward/backward also on rows whose advantage is 0"),
+    "no_fused_logprobs": ({"train.fused_logprobs": False}, None,
+                          "logits of the micro-batch built, then chunked log-softmax by autograd"),
+    "no_share_prompt": ({"train.share_prompt_forward": False}, None,
+                        "update runs each row's prompt, not once per group"),
+    "full_logits": ({"train.fused_logprobs": False, "train.share_prompt_forward": False,
+                     "train.logprob_chunk": 1 << 30}, "full_logits",
+                    "logits at every position (no logits_to_keep), one log-softmax for the whole micro-batch"),
+    "no_trim": ({}, "no_trim", "micro-batches keep padding columns every row has"),
+    "threads_1": ({}, "threads_1", "one intra-op thread instead of one per core"),
+}
+
+
+class SequentialSampler:
+    """Prompts in file order, like the other systems (grpokit's own sampler shuffles)."""
+
+    def __init__(self, n: int):
+        self.n, self.position = n, 0
+
+    def next_indices(self, k: int) -> list[int]:
+        out = [(self.position + i) % self.n for i in range(k)]
+        self.position += k
+        return out
+
+    def record(self, indices, rewards_PG) -> None:
+        pass
+
+
+def make_config(workload: str, overrides: dict):
+    from grpokit.config import Config, validate
+
+    w = WORKLOADS[workload]
+    cfg = Config()
+    r, t = cfg.rollout, cfg.train
+    r.prompts_per_step, r.group_size = w.prompts_per_step, w.group_size
+    r.max_new_tokens, r.min_new_tokens, r.temperature, r.top_p = w.max_new_tokens, w.min_new_tokens, w.temperature, w.top_p
+    t.lr, t.warmup_steps, t.min_lr_ratio, t.micro_batch_size, t.steps = w.lr, 0, 1.0, 64, 10_000
+    cfg.reward.names, cfg.reward.weights = [reward_spec(workload)], [1.0]
+    for key, value in {**FAST, **overrides}.items():
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, value)
+    return validate(cfg)
+
+
+def _all_position_logits(model, rollout):
+    """The plain way: logits at every position, then keep the completion's."""
+    from grpokit.rollout import positions_from_mask
+
+    T = rollout.completion_ids_BT.shape[1]
+    ids_BS = torch.cat([rollout.prompt_ids_BL, rollout.completion_ids_BT], dim=1)
+    mask_BS = torch.cat([rollout.prompt_mask_BL, rollout.completion_mask_BT.long()], dim=1)
+    logits = model(input_ids=ids_BS, attention_mask=mask_BS, position_ids=positions_from_mask(mask_BS)).logits
+    return logits[:, -T - 1 : -1]
+
+
+def _select_untrimmed(self, rows_B):
+    from grpokit.rollout import Rollout
+
+    ent = None if self.entropy_BT is None else self.entropy_BT[rows_B]
+    return Rollout(self.prompt_ids_BL[rows_B], self.prompt_mask_BL[rows_B], self.completion_ids_BT[rows_B],
+                   self.lengths_B[rows_B], self.ended_B[rows_B], 1, ent)
+
+
+def apply_patch(name: str | None) -> None:
+    import grpokit.policy
+    import grpokit.rollout
+    import grpokit.trainer
+
+    if name == "no_prealloc":
+        grpokit.trainer.generate = functools.partial(grpokit.rollout.generate, preallocate=False)
+    elif name == "full_logits":
+        grpokit.policy.completion_logits_BTV = _all_position_logits
+    elif name == "no_trim":
+        grpokit.rollout.Rollout.select = _select_untrimmed
+    elif name == "threads_1":
+        torch.set_num_threads(1)
+
+
+class GrpokitSession:
+    def __init__(self, workload: str, variant: str = "default", seed: int = 0):
+        from grpokit.rewards import RewardScorer
+        from grpokit.trainer import Trainer
+
+        overrides, patch, _ = VARIANTS[variant]
+        apply_patch(patch)
+        cfg = make_config(workload, overrides)
+        cfg.train.seed = seed
+        torch.manual_seed(seed)
+        model, tok = load(workload)
+        exs = examples(workload)
+        scorer = RewardScorer(cfg.reward.names, cfg.reward.weights)
+        self.trainer = Trainer(cfg, model, tok, exs, scorer, sampler=SequentialSampler(len(exs)))
+        self.batches = []
+        update = self.trainer.update
+        self.trainer.update = lambda batch: (self.batches.append(batch), update(batch))[1]
+        self.shape = flops.ModelShape.from_config(model.config)
+
+    def step(self) -> dict:
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = self.trainer.step()
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        batch = self.batches.pop()
+        ro, adv_B = batch.rollout, batch.adv_B
+        G = ro.group_size
+        prompt_len_P = ro.prompt_mask_BL.sum(-1).tolist()[::G]
+        lengths_B = ro.lengths_B.tolist()
+        need = flops.step_flops(self.shape, prompt_len_P, lengths_B, G, (adv_B != 0).tolist())
+        zero_groups = sum(not bool(adv_B[i : i + G].any()) for i in range(0, len(adv_B), G))
+        return {"step_s": dt, "cpu_s": cpu, "gen_s": out["time_generation"], "reward_s": out["time_reward"],
+                "update_s": out["time_update"], "completions": len(lengths_B), "gen_tokens": int(sum(lengths_B)),
+                "rows_updated": len(batch.rows_B), "zero_std_groups": zero_groups,
+                "gen_flops": need["gen"], "update_flops": need["update"]}
