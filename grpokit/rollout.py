@@ -74,15 +74,33 @@ def eval_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
-def sample_inverse_cdf_B(probs_BV: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_inverse_cdf_B(probs_BV: torch.Tensor, generator: torch.Generator | None = None,
+                         block: int = 256) -> torch.Tensor:
     """One token per row drawn from (unnormalised) probabilities with a single uniform per row:
-    the first index whose cumulative mass exceeds u * total. Exact like torch.multinomial (the sum
-    is kept in float64), but ~30x cheaper on a 32k vocabulary, where multinomial draws an
-    exponential for every entry. A different random stream: other tokens for the same seed."""
-    cdf_BV = torch.cumsum(probs_BV, dim=-1, dtype=torch.float64)
-    u_B1 = torch.rand(probs_BV.shape[0], 1, generator=generator, dtype=torch.float64, device=probs_BV.device)
-    tok_B = torch.searchsorted(cdf_BV, u_B1 * cdf_BV[:, -1:], right=True).squeeze(-1)
-    return tok_B.clamp_(max=probs_BV.shape[-1] - 1)
+    the first index whose cumulative mass exceeds u * total. As exact as torch.multinomial, but
+    ~30x cheaper on a 32k vocabulary, where multinomial draws an exponential per entry; another
+    random stream, so other tokens for the same seed.
+
+    Two levels keep it to one pass over the vocabulary: u picks a block of `block` entries on
+    the cumulative block sums (float64), then the position inside that block on the block's own
+    cumulative sum. A token of probability 0 is never drawn."""
+    B, V = probs_BV.shape
+    nb = -(-V // block)
+    p_BV = probs_BV.float().contiguous()
+    if nb * block != V:
+        p_BV = torch.nn.functional.pad(p_BV, (0, nb * block - V))
+    p_BNK = p_BV.view(B, nb, block)
+    cdf_BN = p_BNK.sum(-1).double().cumsum(-1)
+    u_B1 = torch.rand(B, 1, generator=generator, dtype=torch.float64, device=probs_BV.device) * cdf_BN[:, -1:]
+    blk_B = torch.searchsorted(cdf_BN, u_B1, right=True).squeeze(-1).clamp_(max=nb - 1)
+    start_B = torch.where(blk_B > 0, cdf_BN.gather(1, (blk_B - 1).clamp(min=0)[:, None]).squeeze(1), 0.0)
+    mass_B = cdf_BN.gather(1, blk_B[:, None]).squeeze(1) - start_B
+    in_BK = p_BNK[torch.arange(B, device=p_BV.device), blk_B]
+    cdf_in_BK = in_BK.double().cumsum(-1)
+    frac_B1 = ((u_B1.squeeze(1) - start_B) / mass_B.clamp(min=torch.finfo(torch.float64).tiny)).clamp(0, 1)[:, None]
+    pos_B = torch.searchsorted(cdf_in_BK, frac_B1 * cdf_in_BK[:, -1:], right=True).squeeze(-1)
+    last_B = (torch.arange(block, device=p_BV.device) * (in_BK > 0)).amax(-1)  # rounding at the top edge
+    return blk_B * block + torch.minimum(pos_B, last_B)
 
 
 def next_tokens_B(logits_BV: torch.Tensor, *, temperature: float, top_k: int, top_p: float,

@@ -21,12 +21,25 @@ def _rollout(model, tok, **kw):
 
 
 def test_inverse_cdf_draws_follow_the_probabilities_and_never_pick_a_zero():
-    probs_V = torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0])
     g = torch.Generator().manual_seed(0)
+    probs_V = torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0])
     draws = sample_inverse_cdf_B(probs_V.expand(200_000, -1) * 7.0, g)  # unnormalised is fine
     freq = torch.bincount(draws, minlength=5).float() / len(draws)
     assert freq[1] == 0 and freq[4] == 0
     assert torch.allclose(freq, probs_V, atol=0.005)
+    # several blocks of 256, a ragged last one, zeros inside and at the block edges
+    probs_V = torch.rand(700, generator=g) ** 4
+    probs_V[::7], probs_V[250:260], probs_V[-30:] = 0, 0, 0
+    n = 300_000
+    freq = torch.bincount(sample_inverse_cdf_B(probs_V.expand(n, -1), g), minlength=700).float() / n
+    p_V = probs_V / probs_V.sum()
+    assert freq[p_V == 0].sum() == 0
+    chi2 = float(((freq - p_V)[p_V > 0] ** 2 / p_V[p_V > 0]).sum() * n)
+    dof = int((p_V > 0).sum()) - 1
+    assert chi2 < dof + 5 * (2 * dof) ** 0.5  # 5 sigma
+    one_hot = torch.zeros(4, 600)
+    one_hot[torch.arange(4), torch.tensor([0, 255, 256, 599])] = 1
+    assert sample_inverse_cdf_B(one_hot, g).tolist() == [0, 255, 256, 599]
 
 
 def test_inverse_cdf_rollout_shares_prefill_and_keeps_entropy_finite_with_min_tokens(tiny_llama):
