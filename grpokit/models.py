@@ -159,10 +159,9 @@ def prepare_model(model, cfg: ModelConfig):
     full: every weight trains. lora: the base is frozen and a peft adapter is attached.
     qlora: peft's k-bit preparation (norms and embeddings in fp32, base frozen), then the adapter.
     Gradient checkpointing uses the non-reentrant form, which needs no input-grad hooks."""
-    gc_kwargs = {"use_reentrant": False}
     if cfg.mode == "full":
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+            enable_checkpointing(model)
         model.requires_grad_(True)
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
@@ -170,14 +169,22 @@ def prepare_model(model, cfg: ModelConfig):
     if cfg.mode == "qlora":
         if not getattr(model, "is_loaded_in_4bit", False):
             raise ConfigError("model.mode: qlora needs a model loaded in 4 bits (load it with load_model)")
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs=gc_kwargs)
-    elif cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(model)
     try:
         return get_peft_model(model, lora_config(cfg))
     except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
         raise ConfigError(f"model.lora_target: {exc}") from exc
+
+
+def enable_checkpointing(model) -> None:
+    """Non-reentrant activation checkpointing (transformers renamed the method in 5.x)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def is_adapter_model(model) -> bool:
