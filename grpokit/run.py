@@ -158,6 +158,10 @@ def run_training(cfg: Config, log=print) -> dict:
     validate_data_config(cfg.data)
     scorer = build_scorer(cfg)  # unknown reward names fail here, before any model loads
     d = init_distributed(cfg.model.device, cfg.train.dist_timeout_s)
+    if cfg.rollout.prompts_per_step % d.world:
+        d.shutdown(clean=False)
+        raise ConfigError(f"rollout.prompts_per_step: {cfg.rollout.prompts_per_step} prompts cannot be split over "
+                          f"{d.world} processes in whole groups; use a multiple of {d.world}")
     log = log if d.is_main else _quiet
     clean = False
     try:
