@@ -38,8 +38,9 @@ def _pid_namespace(pid: int) -> str | None:
         return None
 
 
-def assert_nothing_left(result: Result) -> None:
-    """No process of this run may exist any more, zombies included."""
+def assert_nothing_left(result: Result, children_before: set[int] = frozenset()) -> None:
+    """No process of this run may exist any more, zombies included. Children this test process
+    already had (reward worker pools of earlier tests in the same xdist worker) are not the run's."""
     assert result.pid_namespace, "the supervisor should have recorded the sandbox's pid namespace"
     assert result.pid_namespace != _pid_namespace(os.getpid())
     survivors = [p.pid for p in psutil.process_iter() if _pid_namespace(p.pid) == result.pid_namespace]
@@ -47,15 +48,17 @@ def assert_nothing_left(result: Result) -> None:
     if result.uid is not None and result.uid >= 2_000_000_000:  # root mode: a uid of its own
         owned = [p.pid for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == result.uid]
         assert owned == [], f"processes left with the sandbox uid {result.uid}: {owned}"
-    assert psutil.Process().children(recursive=True) == []
+    new_children = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in children_before]
+    assert new_children == [], f"the run left children of the test process: {new_children}"
 
 
 def run(box: Sandbox, code: str, *, stdin: str = "", limits: Limits = LIMITS) -> tuple[Result, float]:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     start = time.monotonic()
     result = box.run_io(code, stdin, limits=limits)
     wall = time.monotonic() - start
     assert result.isolation == "bwrap"
-    assert_nothing_left(result)
+    assert_nothing_left(result, before)
     return result, wall
 
 
@@ -338,11 +341,12 @@ def test_lingering_thread_after_tests_is_killed(box):
         "import threading, time\ndef add(a, b):\n"
         "    threading.Thread(target=time.sleep, args=(600,)).start()\n    return a + b\n"
     )
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     start = time.monotonic()
     result = box.run_tests(code, test="def check(candidate):\n    assert candidate(2, 3) == 5\n", entry_point="add")
     assert result.status is Status.PASS
     assert time.monotonic() - start < SLACK
-    assert_nothing_left(result)
+    assert_nothing_left(result, before)
 
 
 def test_no_nested_user_namespaces(box):
