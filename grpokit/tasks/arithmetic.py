@@ -184,11 +184,22 @@ def load_or_build(spec: ArithmeticSpec = ArithmeticSpec(), log=print) -> Path:
     """Path of the cached warm-started model folder, building it first when missing.
 
     The folder is written under a temporary name and renamed into place, so a killed build never
-    leaves a half-written cache behind."""
+    leaves a half-written cache behind; a file lock makes concurrent callers (test workers,
+    distributed ranks) wait for one build instead of each running their own."""
+    import fcntl
+
     final = cache_root() / "arithmetic" / spec.key()
     if (final / "grpokit_task.json").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{spec.key()}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / "grpokit_task.json").exists():
+            _build(spec, final, log)
+    return final
+
+
+def _build(spec: ArithmeticSpec, final: Path, log) -> None:
     start = time.perf_counter()
     model, tokenizer, info = warm_start(spec, log=log)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
@@ -197,9 +208,10 @@ def load_or_build(spec: ArithmeticSpec = ArithmeticSpec(), log=print) -> Path:
         tokenizer.save_pretrained(tmp)
         info.update(spec=asdict(spec), seconds=round(time.perf_counter() - start, 2))
         (tmp / "grpokit_task.json").write_text(json.dumps(info, indent=2))
-        os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp)
+        if final.exists():  # an incomplete folder from a build killed before this code existed
+            shutil.rmtree(final)
+        os.replace(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     log(f"warm-started model cached at {final}")
-    return final
