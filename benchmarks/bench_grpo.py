@@ -12,8 +12,9 @@ steps, after warm-up steps), completions/s, generated tokens/s, the generation a
 phases, peak RSS of its process, and the fraction of the machine's fp32 matmul rate that each
 phase reaches on the FLOPs it needs (benchmarks/flops.py). Then each grpokit optimisation is
 switched off in turn (grpokit_runner.VARIANTS) and timed against grpokit with everything on,
-alternating the two. "others" is how many cores other processes kept busy meanwhile (from
-/proc/stat, minus the benchmark's own processes): numbers taken above ~0.2 are disturbed.
+alternating the two. Before each round the driver waits (--settle) for other processes to
+leave the cores idle; "others" is the most cores they kept busy during a system's measured
+steps (/proc/stat minus the benchmark's own processes): numbers taken above ~0.2 are disturbed.
 
 TRL is a benchmark-only dependency (pip install trl, or the `bench` extra).
 """
@@ -48,21 +49,25 @@ class Plan:
     ablation_rounds: int
     ablation_per_round: int
     variants: tuple[str, ...]
+    # pick each system's faster thread count, 1 or one per core, on 2 x 2 x per_round extra steps;
+    # off where steps are long and every system is known to gain from all cores
+    calibrate_threads: bool = False
 
 
-ALL_VARIANTS = tuple(v for v in VARIANTS if v != "default")
+ALL_VARIANTS = tuple(v for v in VARIANTS if v != "default") + ("threads",)
 PLANS = {
     "full": {
-        "tiny": Plan({"grpokit": 3, "trl": 3, "textbook": 1}, 5, 3, 3, 4, ALL_VARIANTS),
+        "tiny": Plan({"grpokit": 3, "trl": 3, "textbook": 1}, 5, 3, 3, 4, ALL_VARIANTS, calibrate_threads=True),
         # no padding in this workload (fixed prompt and completion lengths): no_trim has nothing to trim
         "reasoning": Plan({"grpokit": 1, "trl": 1, "textbook": 0}, 5, 2, 2, 2,
                           tuple(v for v in ALL_VARIANTS if v != "no_trim")),
     },
     "quick": {
-        "tiny": Plan({"grpokit": 2, "trl": 2, "textbook": 1}, 2, 3, 0, 0, ()),
+        "tiny": Plan({"grpokit": 2, "trl": 2, "textbook": 1}, 2, 3, 0, 0, (), calibrate_threads=True),
         "reasoning": Plan({"grpokit": 1, "trl": 1, "textbook": 0}, 2, 1, 0, 0, ()),
     },
 }
+CORES = len(os.sched_getaffinity(0))
 
 
 # ----------------------------------------------------------------------------- processes
@@ -71,12 +76,15 @@ PLANS = {
 class Worker:
     """One system (and variant) in its own process, answering "run N steps" over a pipe."""
 
+    threads = 0  # intra-op threads for every worker (0: torch's default, one per core)
+
     def __init__(self, system: str, workload: str, variant: str, log_dir: Path):
         self.name = f"{workload}-{system}-{variant}"
         self.log = log_dir / f"{self.name}.log"
+        env = dict(os.environ, **({"OMP_NUM_THREADS": str(self.threads)} if self.threads else {}))
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "benchmarks" / "worker.py"), system, workload, variant],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True, cwd=ROOT)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True, cwd=ROOT, env=env)
         self.info = self._recv()
 
     def _recv(self) -> dict:
@@ -85,6 +93,12 @@ class Worker:
             tail = self.log.read_text()[-3000:]
             raise RuntimeError(f"worker {self.name} stopped; its log ({self.log}) ends with:\n{tail}")
         return json.loads(line)
+
+    def set_threads(self, n: int) -> int:
+        self.proc.stdin.write(f"threads {n}\n")
+        self.proc.stdin.flush()
+        self.info["threads"] = self._recv()["threads"]
+        return self.info["threads"]
 
     def run(self, steps: int) -> list[dict]:
         if steps <= 0:
@@ -135,7 +149,7 @@ class OthersMeter:
 
 
 def matmul_gflops() -> float:
-    """The fp32 matmul rate, measured now in a fresh process with torch's default threads."""
+    """The machine's fp32 matmul rate, measured now in a fresh process on every core."""
     code = "import sys; sys.path.insert(0, sys.argv[1]); from benchmarks.flops import matmul_rate; print(matmul_rate())"
     out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1]) / 1e9
@@ -149,10 +163,23 @@ def wait_quiet(limit_s: float, threshold: float = 1.5) -> float:
     return os.getloadavg()[0]
 
 
+def settle(limit_s: float, threshold: float = 0.25, window_s: float = 2.0) -> float:
+    """Before a round, while our workers sit idle: wait (up to limit_s) for a window in which
+    other processes keep fewer than `threshold` cores busy. Returns the last window's figure."""
+    end = time.perf_counter() + limit_s
+    while True:
+        meter = OthersMeter([])
+        time.sleep(window_s)
+        cores = meter.cores()
+        if cores < threshold or time.perf_counter() >= end:
+            return cores
+
+
 # ----------------------------------------------------------------------------- measuring
 
 
-def measure_systems(workload: str, plan: Plan, systems, log_dir: Path, log) -> tuple[dict, Worker | None]:
+def measure_systems(workload: str, plan: Plan, systems, log_dir: Path, log, settle_s: float
+                    ) -> tuple[dict, Worker | None]:
     """The A B C rounds. Returns per-system results and grpokit's worker, kept for ablations."""
     workers = {}
     for s in systems:  # one at a time, so no start-up overlaps a measurement
@@ -160,36 +187,67 @@ def measure_systems(workload: str, plan: Plan, systems, log_dir: Path, log) -> t
         log(f"  {workload}/{s}: ready in {workers[s].info['setup_s']:.1f} s")
     for s in systems:
         workers[s].run(plan.warmup[s])
-    records = {s: [] for s in systems}
-    meter = OthersMeter(list(workers.values()))
-    for r in range(plan.rounds):
+    if plan.calibrate_threads and not Worker.threads and CORES > 1:
         for s in systems:
-            records[s] += workers[s].run(plan.per_round)
+            calibrate_threads(workers[s], plan.per_round, settle_s, log)
+    records = {s: [] for s in systems}
+    others = {s: [] for s in systems}
+    for r in range(plan.rounds):
+        settle(settle_s)
+        for s in systems:
+            meter = OthersMeter(list(workers.values()))
+            got = workers[s].run(plan.per_round)
+            records[s] += got
+            others[s] += [meter.cores()] * len(got)
         log(f"  {workload} round {r + 1}/{plan.rounds}: " + ", ".join(
-            f"{s} {statistics.median(x['step_s'] for x in records[s][-plan.per_round:]):.3f} s" for s in systems)
-            + f"  (others {meter.cores():.2f} cores)")
-    others = meter.cores()
+            f"{s} {statistics.median(x['step_s'] for x in records[s][-plan.per_round:]):.3f} s "
+            f"(others {others[s][-1]:.2f})" for s in systems))
     results = {}
     for s in systems:
         info = workers[s].info if s == "grpokit" else workers[s].quit()
-        results[s] = {"records": records[s], "info": info, "others_cores": others}
+        for rec, o in zip(records[s], others[s]):
+            rec["others_cores"] = o
+        results[s] = {"records": records[s], "info": info}
     return results, workers.get("grpokit")
 
 
-def measure_ablations(workload: str, plan: Plan, base: Worker, log_dir: Path, log) -> list[dict]:
+def calibrate_threads(worker: Worker, steps: int, settle_s: float, log) -> int:
+    """Give a worker the faster of 1 thread and one per core, on alternating trial steps."""
+    trial = {1: [], CORES: []}
+    for _ in range(2):
+        settle(settle_s)
+        for n in trial:
+            worker.set_threads(n)
+            trial[n] += [r["step_s"] for r in worker.run(steps)]
+    best = min(trial, key=lambda n: statistics.median(trial[n]))
+    worker.info["thread_trial"] = {str(n): statistics.median(v) for n, v in trial.items()}
+    log(f"  {worker.name}: {best} thread(s) " + ", ".join(f"{n}: {statistics.median(v):.3f} s" for n, v in trial.items()))
+    return worker.set_threads(best)
+
+
+def measure_ablations(workload: str, variants, rounds: int, per_round: int, warmup: int, base: Worker,
+                      log_dir: Path, log, settle_s: float) -> list[dict]:
     """Each variant against grpokit with everything on, alternating the two."""
     out = []
-    for variant in plan.variants:
-        other = Worker("grpokit", workload, variant, log_dir)
-        other.run(plan.warmup["grpokit"])
-        meter = OthersMeter([base, other])
-        on, off = [], []
-        for _ in range(plan.ablation_rounds):
-            on += base.run(plan.ablation_per_round)
-            off += other.run(plan.ablation_per_round)
+    for variant in variants:
+        other = Worker("grpokit", workload, "default" if variant == "threads" else variant, log_dir)
+        if variant == "threads":  # the thread count grpokit's run did not use
+            other.set_threads(1 if base.info["threads"] > 1 else CORES)
+        else:
+            other.set_threads(base.info["threads"])
+        other.run(warmup)
+        on, off, others = [], [], []
+        for _ in range(rounds):
+            settle(settle_s)
+            meter = OthersMeter([base, other])
+            on += base.run(per_round)
+            off += other.run(per_round)
+            others.append(meter.cores())
         info = other.quit()
-        row = {"variant": variant, "off": VARIANTS[variant][2], "records_on": on, "records_off": off,
-               "peak_rss_mb_off": info["peak_rss_mb"], "others_cores": meter.cores()}
+        what = (f"{other.info['threads']} intra-op thread(s) instead of {base.info['threads']}" if variant == "threads"
+                else VARIANTS[variant][2])
+        row = {"variant": variant, "off": what, "records_on": on, "records_off": off,
+               "peak_rss_mb_off": info["peak_rss_mb"], "others_cores": max(others)}
         row.update(ablation_summary(on, off))
         log(f"  {workload} without {variant}: {row['step_s_off']:.3f} s vs {row['step_s_on']:.3f} s "
             f"-> x{row['gain']:.2f}  (others {row['others_cores']:.2f} cores)")
@@ -219,7 +277,7 @@ def summarize(res: dict, gflops: float) -> dict:
         "frac_gen": statistics.median(r["gen_flops"] / (rate * r["gen_s"]) for r in recs),
         "frac_update": statistics.median(r["update_flops"] / (rate * max(r["update_s"], 1e-9)) for r in recs),
         "gen_gflops_needed": _med(recs, "gen_flops") / 1e9, "update_gflops_needed": _med(recs, "update_flops") / 1e9,
-        "others_cores": res["others_cores"],
+        "others_cores": max(r["others_cores"] for r in recs),
     }
     out.update({k: res["info"].get(k) for k in ("peak_rss_mb", "threads", "setup_s")})
     return out
@@ -297,8 +355,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, help="ablations to run (default: the plan's)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                     help="first wait up to S seconds for the 1-minute load average to fall below 1.5")
+    ap.add_argument("--settle", type=float, default=20, metavar="S",
+                    help="before each round wait up to S seconds for other processes to leave the cores idle")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="OMP_NUM_THREADS for every system (default: one per core, or on workloads that "
+                         "calibrate, each system's faster of 1 and one per core)")
     ap.add_argument("--out", default="bench_grpo.json")
     args = ap.parse_args(argv)
+    Worker.threads = args.threads
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     start = time.perf_counter()
     load0 = wait_quiet(args.wait_quiet) if args.wait_quiet else os.getloadavg()[0]
@@ -306,19 +370,19 @@ def main(argv=None) -> dict:
         log(f"warning: load average {load0:.2f} at start; timings may be disturbed")
     plans = PLANS["quick" if args.quick else "full"]
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
-              "grpokit_config": FAST, "load_at_start": load0, "workloads": {}, "matmul_gflops": []}
+              "grpokit_config": FAST, "threads": args.threads or "default", "load_at_start": load0,
+              "workloads": {}, "matmul_gflops": []}
     log_dir = Path(tempfile.mkdtemp(prefix="bench_grpo-"))
     report["matmul_gflops"].append(matmul_gflops())
     for wl in args.workloads:
         plan = plans[wl]
         log(f"{wl}: measuring {', '.join(args.systems)}")
-        results, base = measure_systems(wl, plan, args.systems, log_dir, log)
+        results, base = measure_systems(wl, plan, args.systems, log_dir, log, args.settle)
         variants = args.variants if args.variants is not None else plan.variants
         ablations = []
         if base is not None and not args.no_ablations and variants:
-            ablations = measure_ablations(wl, Plan(plan.warmup, 0, 0, max(plan.ablation_rounds, 2),
-                                                   max(plan.ablation_per_round, 1), tuple(variants)),
-                                          base, log_dir, log)
+            ablations = measure_ablations(wl, variants, max(plan.ablation_rounds, 2), max(plan.ablation_per_round, 1),
+                                          plan.warmup["grpokit"], base, log_dir, log, args.settle)
         if base is not None:
             results["grpokit"]["info"] = base.quit()
         report["workloads"][wl] = {"plan": plan.__dict__, "results": results, "ablations": ablations}

@@ -3,7 +3,8 @@
 "default" is grpokit with every speed switch on (see FAST); each other variant turns one
 optimisation off, to show its gain. Switches that are config fields are set in the config; the
 three that are always on in grpokit (preallocated KV cache, logits_to_keep + chunked log-softmax,
-padding trimming) are turned off by substituting the plain code for grpokit's.
+padding trimming) are turned off by substituting the plain code for grpokit's. (The thread
+count is the driver's business: bench_grpo.py sets it per worker.)
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ VARIANTS = {
                      "train.logprob_chunk": 1 << 30}, "full_logits",
                     "logits at every position (no logits_to_keep), one log-softmax for the whole micro-batch"),
     "no_trim": ({}, "no_trim", "micro-batches keep padding columns every row has"),
-    "threads_1": ({}, "threads_1", "one intra-op thread instead of one per core"),
 }
 
 
@@ -102,8 +102,6 @@ def apply_patch(name: str | None) -> None:
         grpokit.policy.completion_logits_BTV = _all_position_logits
     elif name == "no_trim":
         grpokit.rollout.Rollout.select = _select_untrimmed
-    elif name == "threads_1":
-        torch.set_num_threads(1)
 
 
 class GrpokitSession:

@@ -3,8 +3,8 @@
     python benchmarks/worker.py SYSTEM WORKLOAD VARIANT
 
 Protocol (one JSON object per line): the worker prints {"ready": ...} once set up, then for
-every command line "N" read from stdin runs N steps and prints {"records": [...]}; on "quit"
-it prints {"peak_rss_mb": ..., ...} and exits. Library chatter on stdout is sent to stderr, so
+every command line "N" read from stdin runs N steps and prints {"records": [...]}; "threads N"
+sets torch's intra-op threads; on "quit" it prints {"peak_rss_mb": ..., ...} and exits. Library chatter on stdout is sent to stderr, so
 the protocol channel carries only these lines. A process of its own per system keeps each
 system's peak RSS separate (the kernel's ru_maxrss of the process) and its imports apart.
 """
@@ -32,8 +32,13 @@ class Protocol:
         self.out.write(json.dumps(obj) + "\n")
 
     def next_budget(self) -> int | None:
-        """Steps to run next, or None when told to quit."""
-        line = sys.stdin.readline().strip()
+        """Steps to run next, or None when told to quit; "threads N" sets torch's intra-op
+        threads on the way (answered with the count now in force)."""
+        import torch
+
+        while (line := sys.stdin.readline().strip()).startswith("threads "):
+            torch.set_num_threads(int(line.split()[1]))
+            self.send({"threads": torch.get_num_threads()})
         return None if line in ("", "quit") else int(line)
 
     def finish(self) -> None:
