@@ -73,12 +73,15 @@ def test_generation_runs_in_eval_mode_and_restores_training(tiny_llama):
 
 def test_select_trims_shared_padding_without_changing_logprobs(tiny_llama):
     model, tok = tiny_llama
-    ro = generate(model, _prompts(tok), group_size=2, max_new_tokens=6, eos_id=tok.eos_token_id,
+    ids = tok.convert_tokens_to_ids
+    prompts = [[tok.bos_token_id, ids("<|user|>"), ids("7"), ids("<|assistant|>")],
+               [tok.bos_token_id, ids("<|user|>"), *ids(list("12+345")), ids("<|assistant|>")]]
+    ro = generate(model, prompts, group_size=2, max_new_tokens=6, eos_id=tok.eos_token_id,
                   pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(2))
     full, _ = completion_logprobs_BT(model, ro)
-    rows = torch.tensor([0, 1])  # the shortest prompt: left padding columns can go
+    rows = torch.tensor([0, 1])  # the shorter prompt (4 tokens of 9): left padding columns can go
     part = ro.select(rows)
-    assert part.prompt_ids_BL.shape[1] < ro.prompt_ids_BL.shape[1]
+    assert part.prompt_ids_BL.shape[1] == 4 and ro.prompt_ids_BL.shape[1] == 9
     got, _ = completion_logprobs_BT(model, part)
     T = got.shape[1]
     assert torch.allclose(got * part.completion_mask_BT, full[rows, :T] * part.completion_mask_BT, atol=1e-5)
