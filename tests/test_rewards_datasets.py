@@ -75,8 +75,9 @@ def test_math500_in_worker_processes_matches_serial():
     golds = [r["answer"] for r in rows]
     completions = [r["solution"] for r in rows] + [r["solution"] for r in rows[1:] + rows[:1]]
     examples = [{"answer": g, "unique_id": r["unique_id"]} for g, r in zip(golds, rows)] * 2
-    serial = RewardScorer(["math"], [1.0]).score(completions, examples)
-    with RewardScorer(["math"], [1.0], workers=2, parallel_min=32) as scorer:
+    slack = {"math": {"timeout_s": 30.0}}  # a generous per-check limit: a loaded machine must not turn answers into None
+    serial = RewardScorer(["math"], [1.0], kwargs=slack).score(completions, examples)
+    with RewardScorer(["math"], [1.0], kwargs=slack, workers=2, parallel_min=32) as scorer:
         parallel = scorer.score(completions, examples)
     assert parallel.total == serial.total
     assert serial.total[:64] == [1.0] * 64
