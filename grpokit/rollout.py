@@ -106,20 +106,21 @@ def sample_inverse_cdf_B(probs_BV: torch.Tensor, generator: torch.Generator | No
 def next_tokens_B(logits_BV: torch.Tensor, *, temperature: float, top_k: int, top_p: float,
                   generator: torch.Generator | None, sampler: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(sampled ids, entropy of the temperature-scaled distribution before top-k/top-p, or None
-    when greedy). "inverse_cdf" reuses one log-softmax for the entropy and the draw."""
+    when greedy). "inverse_cdf" shares one exp(z - max) between the entropy and the draw."""
     if temperature == 0.0 or sampler == "multinomial":
         ent_B = entropy_BT(logits_BV[:, None], temperature=temperature)[:, 0] if temperature > 0 else None
         return sample_next_B(logits_BV, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator), ent_B
     if sampler != "inverse_cdf":
         raise ValueError(f"unknown sampler {sampler!r} (choices: {', '.join(SAMPLERS)})")
     z_BV = logits_BV.float() if temperature == 1.0 else logits_BV.float() / temperature
-    logp_BV = torch.log_softmax(z_BV, dim=-1)
-    probs_BV = logp_BV.exp()
-    # in place (fresh vocabulary-sized tensors cost page faults); a banned token adds 0, not NaN
-    ent_B = -logp_BV.clamp_(min=torch.finfo(logp_BV.dtype).min).mul_(probs_BV).sum(-1)
+    d_BV = z_BV - z_BV.amax(-1, keepdim=True)
+    e_BV = d_BV.exp()  # unnormalised probabilities: the sampler takes them as they are
+    sum_B = e_BV.sum(-1)
+    # H = log sum e - sum(e * d) / sum e; a banned token (-inf) gives 0 * -inf = NaN, which nansum drops
+    ent_B = sum_B.log() - d_BV.mul_(e_BV).nansum(-1) / sum_B
     if top_k > 0 or top_p < 1.0:
-        probs_BV = torch.softmax(filter_logits_BV(z_BV, top_k=top_k, top_p=top_p), dim=-1)
-    return sample_inverse_cdf_B(probs_BV, generator), ent_B
+        e_BV = torch.softmax(filter_logits_BV(z_BV, top_k=top_k, top_p=top_p), dim=-1)
+    return sample_inverse_cdf_B(e_BV, generator), ent_B
 
 
 @functools.cache
