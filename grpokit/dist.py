@@ -96,6 +96,12 @@ def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
     """Join the process group when launched with several processes; otherwise a 1-process Dist."""
     if launched_world_size() <= 1:
         return Dist()
+    # torch._dynamo, imported after the process group exists (transformers does so), keeps a
+    # reference to it, so destroy_process_group cannot join gloo's worker threads; one of them
+    # then frees a finished collective's Python tensor during interpreter shutdown and the
+    # process aborts ("terminate called without an active exception"). Importing it first
+    # keeps the group destroyable.
+    import torch._dynamo  # noqa: F401
     from accelerate import PartialState
 
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
