@@ -55,16 +55,17 @@ class Plan:
 
 
 ALL_VARIANTS = tuple(v for v in VARIANTS if v != "default") + ("threads",)
-PLANS = {
+PLANS = {  # full: <= 15 min on 2 cores, quick: <= 3 min (TRL's and the textbook's reasoning steps dominate)
     "full": {
-        "tiny": Plan({"grpokit": 3, "trl": 3, "textbook": 1}, 5, 3, 3, 4, ALL_VARIANTS, calibrate_threads=True),
+        "tiny": Plan({"grpokit": 3, "trl": 3, "textbook": 1}, 5, 3, 2, 4, ALL_VARIANTS, calibrate_threads=True),
         # no padding in this workload (fixed prompt and completion lengths): no_trim has nothing to trim
-        "reasoning": Plan({"grpokit": 1, "trl": 1, "textbook": 0}, 5, 2, 2, 2,
+        "reasoning": Plan({"grpokit": 1, "trl": 1, "textbook": 0}, 5, 2, 3, 1,
                           tuple(v for v in ALL_VARIANTS if v != "no_trim")),
     },
     "quick": {
-        "tiny": Plan({"grpokit": 2, "trl": 2, "textbook": 1}, 2, 3, 0, 0, (), calibrate_threads=True),
-        "reasoning": Plan({"grpokit": 1, "trl": 1, "textbook": 0}, 2, 1, 0, 0, ()),
+        # no thread calibration (its trial steps would take half the budget): one thread per core
+        "tiny": Plan({"grpokit": 2, "trl": 2, "textbook": 1}, 2, 3, 0, 0, ()),
+        "reasoning": Plan({"grpokit": 1, "trl": 0, "textbook": 0}, 1, 1, 0, 0, ()),
     },
 }
 CORES = len(os.sched_getaffinity(0))
@@ -163,7 +164,7 @@ def wait_quiet(limit_s: float, threshold: float = 1.5) -> float:
     return os.getloadavg()[0]
 
 
-def settle(limit_s: float, threshold: float = 0.25, window_s: float = 2.0) -> float:
+def settle(limit_s: float, threshold: float = 0.25, window_s: float = 0.5) -> float:
     """Before a round, while our workers sit idle: wait (up to limit_s) for a window in which
     other processes keep fewer than `threshold` cores busy. Returns the last window's figure."""
     end = time.perf_counter() + limit_s
@@ -173,6 +174,7 @@ def settle(limit_s: float, threshold: float = 0.25, window_s: float = 2.0) -> fl
         cores = meter.cores()
         if cores < threshold or time.perf_counter() >= end:
             return cores
+        window_s = 2.0  # busy: look again over a longer window
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -196,7 +198,7 @@ def measure_systems(workload: str, plan: Plan, systems, log_dir: Path, log, sett
         settle(settle_s)
         for s in systems:
             meter = OthersMeter(list(workers.values()))
-            got = workers[s].run(plan.per_round)
+            got = [{**x, "round": r} for x in workers[s].run(plan.per_round)]
             records[s] += got
             others[s] += [meter.cores()] * len(got)
         log(f"  {workload} round {r + 1}/{plan.rounds}: " + ", ".join(
@@ -290,14 +292,24 @@ def ablation_summary(on: list[dict], off: list[dict]) -> dict:
             "update_s_on": _med(on, "update_s"), "update_s_off": _med(off, "update_s")}
 
 
-def ratios(summary: dict) -> dict:
+def round_ratios(mine: list[dict], other: list[dict]) -> list[float]:
+    """other's median step time over grpokit's, round by round (the steps taken side by side)."""
+    out = []
+    for r in sorted({x["round"] for x in mine} & {x["round"] for x in other}):
+        out.append(_med([x for x in other if x["round"] == r], "step_s") / _med([x for x in mine if x["round"] == r], "step_s"))
+    return out
+
+
+def ratios(summary: dict, results: dict) -> dict:
     g = summary.get("grpokit")
     out = {}
     for other in ("trl", "textbook"):
         if g and other in summary:
             o = summary[other]
+            per_round = round_ratios(results["grpokit"]["records"], results[other]["records"])
             out[f"grpokit/{other}"] = {
                 "completions_per_s": g["completions_per_s"] / o["completions_per_s"],
+                "per_round": per_round,
                 "gen_tokens_per_s": g["gen_tokens_per_s"] / o["gen_tokens_per_s"],
                 "peak_rss": g["peak_rss_mb"] / o["peak_rss_mb"] if g["peak_rss_mb"] and o["peak_rss_mb"] else None,
             }
@@ -305,25 +317,31 @@ def ratios(summary: dict) -> dict:
 
 
 def tables(report: dict) -> str:
-    lines = ["| workload | system | s/step median (min–max) | completions/s | gen tokens/s | gen s | update s "
-             "| peak RSS MB | frac gen | frac update | others |", "|" + "---|" * 11]
+    lines = ["| workload | system | steps | s/step median (min–max) | completions/s | gen tokens/s | gen s | update s "
+             "| peak RSS MB | frac gen | frac update | others |", "|" + "---|" * 12]
     for wl, data in report["workloads"].items():
         for s, m in data["systems"].items():
             lines.append(
-                f"| {wl} | {s} | {m['step_s_median']:.3f} ({m['step_s_min']:.3f}–{m['step_s_max']:.3f}) "
+                f"| {wl} | {s} ({m['threads']}t) | {m['steps']} | {m['step_s_median']:.3f} "
+                f"({m['step_s_min']:.3f}–{m['step_s_max']:.3f}) "
                 f"| {m['completions_per_s']:.1f} | {m['gen_tokens_per_s']:.0f} | {m['gen_s']:.3f} | {m['update_s']:.3f} "
                 f"| {m['peak_rss_mb']:.0f} | {m['frac_gen']:.1%} | {m['frac_update']:.1%} | {m['others_cores']:.2f} |")
-    lines += ["", "| workload | ratio | completions/s | gen tokens/s | peak RSS |", "|---|---|---|---|---|"]
+    lines += ["", "| workload | ratio | completions/s | per round: median (min–max) | gen tokens/s | peak RSS |",
+              "|---|---|---|---|---|---|"]
     for wl, data in report["workloads"].items():
         for name, r in data["ratios"].items():
             rss = f"{r['peak_rss']:.2f}" if r["peak_rss"] else "-"
-            lines.append(f"| {wl} | {name} | {r['completions_per_s']:.2f}x | {r['gen_tokens_per_s']:.2f}x | {rss} |")
+            pr = r["per_round"]
+            rounds = f"{statistics.median(pr):.2f}x ({min(pr):.2f}–{max(pr):.2f})" if pr else "-"
+            lines.append(f"| {wl} | {name} | {r['completions_per_s']:.2f}x | {rounds} | {r['gen_tokens_per_s']:.2f}x "
+                         f"| {rss} |")
     if any(d.get("ablations") for d in report["workloads"].values()):
-        lines += ["", "| workload | switched off | s/step off | s/step on | gain | gen s off/on | update s off/on "
-                  "| others |", "|" + "---|" * 8]
+        lines += ["", "| workload | switched off | steps | s/step off | s/step on | gain | gen s off/on "
+                  "| update s off/on | others |", "|" + "---|" * 9]
         for wl, data in report["workloads"].items():
             for a in data.get("ablations", []):
-                lines.append(f"| {wl} | {a['variant']}: {a['off']} | {a['step_s_off']:.3f} | {a['step_s_on']:.3f} "
+                lines.append(f"| {wl} | {a['variant']}: {a['off']} | {len(a['records_off'])} "
+                             f"| {a['step_s_off']:.3f} | {a['step_s_on']:.3f} "
                              f"| {a['gain']:.2f}x | {a['gen_s_off']:.3f}/{a['gen_s_on']:.3f} "
                              f"| {a['update_s_off']:.3f}/{a['update_s_on']:.3f} | {a['others_cores']:.2f} |")
     return "\n".join(lines)
@@ -377,7 +395,9 @@ def main(argv=None) -> dict:
     for wl in args.workloads:
         plan = plans[wl]
         log(f"{wl}: measuring {', '.join(args.systems)}")
+        t0 = time.perf_counter()
         results, base = measure_systems(wl, plan, args.systems, log_dir, log, args.settle)
+        t1 = time.perf_counter()
         variants = args.variants if args.variants is not None else plan.variants
         ablations = []
         if base is not None and not args.no_ablations and variants:
@@ -385,12 +405,13 @@ def main(argv=None) -> dict:
                                           plan.warmup["grpokit"], base, log_dir, log, args.settle)
         if base is not None:
             results["grpokit"]["info"] = base.quit()
-        report["workloads"][wl] = {"plan": plan.__dict__, "results": results, "ablations": ablations}
+        report["workloads"][wl] = {"plan": plan.__dict__, "results": results, "ablations": ablations,
+                                   "seconds": {"systems": t1 - t0, "ablations": time.perf_counter() - t1}}
         report["matmul_gflops"].append(matmul_gflops())
     gflops = max(report["matmul_gflops"])
     for wl, data in report["workloads"].items():
         data["systems"] = {s: summarize(res, gflops) for s, res in data["results"].items()}
-        data["ratios"] = ratios(data["systems"])
+        data["ratios"] = ratios(data["systems"], data["results"])
     report["seconds"] = time.perf_counter() - start
     report["logs"] = str(log_dir)
     Path(args.out).write_text(json.dumps(report, indent=1))
