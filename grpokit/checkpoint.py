@@ -219,15 +219,16 @@ def prune(root: Path, keep_last: int) -> None:
                 shutil.rmtree(child, ignore_errors=True)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Everything a checkpoint holds, as tensors and plain objects."""
+def load_checkpoint(path: Path, weights: bool = True) -> dict:
+    """Everything a checkpoint holds, as tensors and plain objects (weights=False: without the
+    model's and the optimiser's tensors, for a rank that receives them from rank 0)."""
     manifest = json.loads((path / "manifest.json").read_text())
     if not manifest.get("complete"):
         raise CheckpointError(f"{path} is not a complete checkpoint")
     return {
         "manifest": manifest,
-        "trainable": load_file(str(path / "trainable.safetensors")),
-        "optimizer_tensors": load_file(str(path / "optimizer.safetensors")),
+        "trainable": load_file(str(path / "trainable.safetensors")) if weights else {},
+        "optimizer_tensors": load_file(str(path / "optimizer.safetensors")) if weights else {},
         "optimizer_layout": json.loads((path / "optimizer.json").read_text()),
         "rng_tensors": load_file(str(path / "rng.safetensors")),
         "state": json.loads((path / "state.json").read_text()),

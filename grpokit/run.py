@@ -20,7 +20,7 @@ from grpokit.dist import Dist, init_distributed
 from grpokit.logs import MetricsLog, NullLog, plot_run, truncate_lines
 from grpokit.models import build_reference, load_model, load_tokenizer, model_path, prepare_model, save_outputs
 from grpokit.rewards import resolve_reward
-from grpokit.sharding import full_model_state, full_state, gathered, load_full_state, shard_for_training
+from grpokit.sharding import full_model_state, full_state, gathered, load_full_state, reads_weights, shard_for_training
 from grpokit.trainer import Trainer
 
 # Config fields that may change between a run and its resumption.
@@ -198,10 +198,10 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
                       dist=d, sampler=make_sampler(cfg.data, len(train_examples)))
     fingerprint = data_fingerprint(train_examples)
     if resume_from is not None:
-        saved = ckpt.load_checkpoint(resume_from)
+        saved = ckpt.load_checkpoint(resume_from, weights=reads_weights(model, d))
         _check_resume(saved, cfg, fingerprint)
         load_full_state(model, trainer.optimizer, saved["trainable"],
-                        ckpt.optimizer_state(saved["optimizer_tensors"], saved["optimizer_layout"]))
+                        ckpt.optimizer_state(saved["optimizer_tensors"], saved["optimizer_layout"]), d)
         trainer.load_state_dict(saved["state"]["trainer"])
         ckpt.set_rng_state(saved["rng_tensors"], saved["state"]["rng"], rank=d.rank)
         acc_before = saved["state"]["accuracy_before"]

@@ -171,9 +171,15 @@ def full_state(model, optimizer, dist: Dist) -> tuple[dict[str, torch.Tensor], d
     return tensors, {"state": state, "param_groups": groups}
 
 
-def load_full_state(model, optimizer, tensors: dict[str, torch.Tensor], optim_sd: dict) -> None:
-    """Put full tensors (as full_state returns them; every rank passes the same) back into the
-    model and the optimiser, sharded or not."""
+def reads_weights(model, dist: Dist) -> bool:
+    """Whether this rank reads a checkpoint's model and optimiser tensors: with shards only rank
+    0 does (load_full_state sends every rank its part), so host memory holds one full copy."""
+    return dist.is_main or not is_sharded(model)
+
+
+def load_full_state(model, optimizer, tensors: dict[str, torch.Tensor], optim_sd: dict, dist: Dist) -> None:
+    """Put full tensors (as full_state returns them) back into the model and the optimiser.
+    Sharded: every rank calls it, and only rank 0's tensors are used (broadcast piece by piece)."""
     from grpokit.checkpoint import check_trainable_names, load_trainable
 
     if not is_sharded(model):
@@ -182,9 +188,13 @@ def load_full_state(model, optimizer, tensors: dict[str, torch.Tensor], optim_sd
         return
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-    check_trainable_names(model, tensors)
-    set_model_state_dict(model, tensors, options=_options(strict=False))
-    names = _param_names(model, optimizer)
-    groups = [{**g, "params": [names[int(i)] for i in g["params"]]} for g in optim_sd["param_groups"]]
-    by_name = {"state": {names[int(i)]: s for i, s in optim_sd["state"].items()}, "param_groups": groups}
-    set_optimizer_state_dict(model, optimizer, by_name, options=_options())
+    by_name: dict = {}
+    if dist.is_main:
+        check_trainable_names(model, tensors)
+        names = _param_names(model, optimizer)
+        groups = [{**g, "params": [names[int(i)] for i in g["params"]]} for g in optim_sd["param_groups"]]
+        by_name = {"state": {names[int(i)]: s for i, s in optim_sd["state"].items()}, "param_groups": groups}
+    else:
+        tensors = {}
+    set_model_state_dict(model, tensors, options=_options(strict=False, broadcast_from_rank0=True))
+    set_optimizer_state_dict(model, optimizer, by_name, options=_options(broadcast_from_rank0=True))
