@@ -59,18 +59,24 @@ def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+def check_trainable_names(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> dict:
+    """The model's trainable parameters by name; an error unless `tensors` has exactly those."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
     if missing or extra:
         raise CheckpointError(f"checkpoint parameters do not match the model: missing {missing[:5]}, extra {extra[:5]}")
+    return params
+
+
+def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    params = check_trainable_names(model, tensors)
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(tensors[name].to(p.device, p.dtype))
 
 
-def optimizer_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
+def optimizer_files(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer.state_dict() as (tensors, JSON layout)."""
     tensors, layout = {}, {}
     for idx, state in sd["state"].items():
         for key, value in state.items():
@@ -83,6 +89,11 @@ def optimizer_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor]
 
 
 def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], layout: dict) -> None:
+    opt.load_state_dict(optimizer_state(tensors, layout))
+
+
+def optimizer_state(tensors: dict[str, torch.Tensor], layout: dict) -> dict:
+    """The optimizer.state_dict() that optimizer_files wrote."""
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         idx, name = key.split(".", 1)
@@ -90,7 +101,7 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
     for key, value in layout.get("scalars", {}).items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": layout["param_groups"]})
+    return {"state": state, "param_groups": layout["param_groups"]}
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
@@ -128,9 +139,12 @@ def set_rng_state(tensors: dict[str, torch.Tensor], info: dict, rank: int = 0) -
 # ------------------------------------------------------------------ commit, list, prune
 
 
-def save_checkpoint(root: Path, step: int, *, model, optimizer, state: dict, config: dict, manifest: dict,
-                    keep_last: int = 2, rng: list[tuple[dict, dict]] | None = None) -> Path:
+def save_checkpoint(root: Path, step: int, *, trainable: dict[str, torch.Tensor], optimizer_state: dict,
+                    state: dict, config: dict, manifest: dict, keep_last: int = 2,
+                    rng: list[tuple[dict, dict]] | None = None) -> Path:
     """Write and atomically commit checkpoint `step`; prune older ones only after the commit.
+    `trainable` is trainable_tensors(model), `optimizer_state` optimizer.state_dict() (or the
+    same gathered from shards: grpokit.sharding.full_state).
 
     On any error (disk full included) the partial folder is removed and the previous checkpoint
     is left as it was."""
@@ -140,10 +154,10 @@ def save_checkpoint(root: Path, step: int, *, model, optimizer, state: dict, con
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        opt_tensors, opt_layout = optimizer_files(optimizer)
+        opt_tensors, opt_layout = optimizer_files(optimizer_state)
         rng_tensors, rng_info = merge_rank_rng(rng or [rng_state()])
         files = {
-            "trainable.safetensors": lambda p: save_file(trainable_tensors(model), str(p)),
+            "trainable.safetensors": lambda p: save_file(trainable, str(p)),
             "optimizer.safetensors": lambda p: save_file(opt_tensors, str(p)),
             "optimizer.json": lambda p: _write_json(p, opt_layout),
             "rng.safetensors": lambda p: save_file(rng_tensors, str(p)),
@@ -205,15 +219,16 @@ def prune(root: Path, keep_last: int) -> None:
                 shutil.rmtree(child, ignore_errors=True)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Everything a checkpoint holds, as tensors and plain objects."""
+def load_checkpoint(path: Path, weights: bool = True) -> dict:
+    """Everything a checkpoint holds, as tensors and plain objects (weights=False: without the
+    model's and the optimiser's tensors, for a rank that receives them from rank 0)."""
     manifest = json.loads((path / "manifest.json").read_text())
     if not manifest.get("complete"):
         raise CheckpointError(f"{path} is not a complete checkpoint")
     return {
         "manifest": manifest,
-        "trainable": load_file(str(path / "trainable.safetensors")),
-        "optimizer_tensors": load_file(str(path / "optimizer.safetensors")),
+        "trainable": load_file(str(path / "trainable.safetensors")) if weights else {},
+        "optimizer_tensors": load_file(str(path / "optimizer.safetensors")) if weights else {},
         "optimizer_layout": json.loads((path / "optimizer.json").read_text()),
         "rng_tensors": load_file(str(path / "rng.safetensors")),
         "state": json.loads((path / "state.json").read_text()),

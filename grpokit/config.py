@@ -17,6 +17,7 @@ import yaml
 
 MODEL_MODES = ("full", "lora", "qlora")
 MODEL_DTYPES = ("auto", "fp32", "bf16", "fp16")
+SHARDINGS = ("none", "fsdp", "fsdp_grad_op")
 DEFAULT_LORA_TARGET = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
@@ -155,6 +156,7 @@ class TrainConfig:
     stop_at_step: int = 0  # checkpoint and stop after this step (for time-sliced jobs; 0 = run to the end)
     max_nonfinite_steps: int = 3  # stop when this many steps in a row have a non-finite loss or gradient
     dist_timeout_s: float = 600.0  # with several processes: how long a collective waits for a missing rank
+    sharding: str = "none"  # with several processes, model.mode full: none (a full replica per process) | fsdp (FSDP2: weights, grads, AdamW moments sharded; ZeRO-3 layout) | fsdp_grad_op (as fsdp, but weights stay gathered from forward to backward; ZeRO-2 layout). With 1 process: a plain replica
 
 
 @dataclass
@@ -268,5 +270,15 @@ def validate(cfg: Config) -> Config:
     need(t.keep_last >= 1, "train.keep_last", f"must be >= 1, got {t.keep_last}")
     need(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "must be >= 1")
     need(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")
+    need(t.sharding in SHARDINGS, "train.sharding",
+         f"unknown value {t.sharding!r}{_did_you_mean(str(t.sharding), SHARDINGS)}")
+    if t.sharding != "none":
+        need(cfg.model.mode == "full", "train.sharding",
+             f"{t.sharding} shards full fine-tuning; model.mode {cfg.model.mode!r} trains a small adapter, whose "
+             "replica fits every GPU: use train.sharding none")
+        for name in ("fused_logprobs", "share_prompt_forward"):
+            need(not getattr(t, name), "train.sharding",
+                 f"{t.sharding} cannot be combined with train.{name} (that path calls the decoder and the LM head "
+                 "outside the model's forward, where FSDP gathers the root's weights)")
     cfg.model.check()
     return cfg

@@ -40,6 +40,14 @@ class Dist:
         t = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
         return self.all_reduce_sum_(t).tolist()
 
+    def max_int(self, value: int) -> int:
+        """The largest of one integer over ranks."""
+        if not self.active:
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=self._comm_device())
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+        return int(t)
+
     def gather_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenate each rank's equally shaped tensor along dim 0, in rank order."""
         if not self.active:

@@ -212,15 +212,16 @@ def build_reference(model, cfg: Config):
 # ---------------------------------------------------------------- saving
 
 
-def save_model(model, tokenizer, out_dir: Path) -> None:
-    """Weights (or a peft adapter) and tokenizer, with no grpokit config (see save_outputs)."""
+def save_model(model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> None:
+    """Weights (or a peft adapter) and tokenizer, with no grpokit config (see save_outputs).
+    state_dict: the weights to write instead of the model's own (a sharded model's, gathered)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    model.save_pretrained(out_dir, **({} if state_dict is None else {"state_dict": state_dict}))
     tokenizer.save_pretrained(out_dir)
 
 
-def save_outputs(model, tokenizer, cfg: Config, out_dir: Path) -> dict:
+def save_outputs(model, tokenizer, cfg: Config, out_dir: Path, state_dict: dict | None = None) -> dict:
     """Everything a trained model needs to be used again, in out_dir:
 
     full mode:       config.json + weights, tokenizer, grpokit_config.yaml
@@ -228,9 +229,10 @@ def save_outputs(model, tokenizer, cfg: Config, out_dir: Path) -> dict:
                      and so does AutoModelForCausalLM when peft is installed), tokenizer,
                      grpokit_config.yaml; with model.save_merged also merged/: the base with the
                      adapter folded in, a plain transformers model folder.
+    state_dict: full weights gathered from a sharded model (grpokit.sharding.full_model_state).
     Returns {"model": out_dir, "merged": out_dir/merged or None}."""
     out_dir = Path(out_dir)
-    save_model(model, tokenizer, out_dir)
+    save_model(model, tokenizer, out_dir, state_dict=state_dict)
     write_grpokit_config(cfg, out_dir)
     merged = None
     if is_adapter_model(model) and cfg.model.save_merged:

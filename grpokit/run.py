@@ -20,6 +20,7 @@ from grpokit.dist import Dist, init_distributed
 from grpokit.logs import MetricsLog, NullLog, plot_run, truncate_lines
 from grpokit.models import build_reference, load_model, load_tokenizer, model_path, prepare_model, save_outputs
 from grpokit.rewards import resolve_reward
+from grpokit.sharding import full_model_state, full_state, gathered, load_full_state, reads_weights, shard_for_training
 from grpokit.trainer import Trainer
 
 # Config fields that may change between a run and its resumption.
@@ -181,21 +182,26 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     judge = resolve_reward(cfg.reward.accuracy_reward or cfg.reward.names[0])
 
     def accuracy() -> dict:
-        """Greedy evaluation on the held-out examples (rank 0 only): accuracy and its companions."""
-        if not d.is_main or not eval_examples:
-            return {"eval_accuracy": math.nan}
-        s = evaluate_examples(model, tokenizer, eval_examples, judge, max_new_tokens=cfg.rollout.max_new_tokens).summary
+        """Greedy evaluation on the held-out examples by rank 0: accuracy and its companions.
+        Every rank calls it (a sharded model is gathered on all of them first)."""
+        with gathered(model):
+            if not d.is_main or not eval_examples:
+                return {"eval_accuracy": math.nan}
+            s = evaluate_examples(model, tokenizer, eval_examples, judge,
+                                  max_new_tokens=cfg.rollout.max_new_tokens).summary
         return {"eval_accuracy": s["accuracy"], "eval_truncated_share": s["truncated_share"],
                 "eval_completion_len_mean": s["mean_completion_tokens"], "eval_think_share": s["think_share"]}
 
-    trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, ref_logprobs=build_reference(model, cfg),
+    reference = build_reference(model, cfg)  # a frozen copy is made before sharding, then sharded too
+    shard_for_training(model, reference, cfg.train.sharding, d, log)
+    trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, ref_logprobs=reference,
                       dist=d, sampler=make_sampler(cfg.data, len(train_examples)))
     fingerprint = data_fingerprint(train_examples)
     if resume_from is not None:
-        saved = ckpt.load_checkpoint(resume_from)
+        saved = ckpt.load_checkpoint(resume_from, weights=reads_weights(model, d))
         _check_resume(saved, cfg, fingerprint)
-        ckpt.load_trainable(model, saved["trainable"])
-        ckpt.load_optimizer(trainer.optimizer, saved["optimizer_tensors"], saved["optimizer_layout"])
+        load_full_state(model, trainer.optimizer, saved["trainable"],
+                        ckpt.optimizer_state(saved["optimizer_tensors"], saved["optimizer_layout"]), d)
         trainer.load_state_dict(saved["state"]["trainer"])
         ckpt.set_rng_state(saved["rng_tensors"], saved["state"]["rng"], rank=d.rank)
         acc_before = saved["state"]["accuracy_before"]
@@ -215,12 +221,13 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
 
     def save() -> Path:
         rng = d.gather_objects(ckpt.rng_state())  # every rank's generators
+        tensors = full_state(model, trainer.optimizer, d)  # at rank 0; gathered from every rank's shards
         path = None
         if d.is_main:
             state = {"trainer": trainer.state_dict(), "accuracy_before": acc_before, "log_rows": metrics.line_counts()}
             manifest = {"data_fingerprint": fingerprint, "versions": _versions(), "world_size": d.world}
-            path = ckpt.save_checkpoint(out / "checkpoints", trainer.step_idx, model=model,
-                                        optimizer=trainer.optimizer, state=state, config=to_dict(cfg),
+            path = ckpt.save_checkpoint(out / "checkpoints", trainer.step_idx, trainable=tensors[0],
+                                        optimizer_state=tensors[1], state=state, config=to_dict(cfg),
                                         manifest=manifest, keep_last=cfg.train.keep_last, rng=rng)
         d.barrier()
         return path or out / "checkpoints" / f"step-{trainer.step_idx:08d}"
@@ -237,16 +244,19 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     finally:
         metrics.close()
     summary = {"steps": trainer.step_idx, "output_dir": str(out)}
+    acc_after = accuracy()["eval_accuracy"]
+    weights = full_model_state(model)  # a sharded model's full weights, at rank 0
     if d.is_main:
-        summary = _finish(cfg, out, model, tokenizer, metrics, acc_before, accuracy()["eval_accuracy"], trainer,
-                          start, log)
+        summary = _finish(cfg, out, model, tokenizer, metrics, acc_before, acc_after, trainer, start, log, weights)
     d.barrier()
     return summary
 
 
-def _finish(cfg, out: Path, model, tokenizer, metrics, acc_before, acc_after, trainer, start, log) -> dict:
-    """Rank 0: final model, summary.json, the plot, the console table."""
-    save_outputs(model, tokenizer, cfg, out / "model")
+def _finish(cfg, out: Path, model, tokenizer, metrics, acc_before, acc_after, trainer, start, log,
+            weights=None) -> dict:
+    """Rank 0: final model (`weights`: its full state dict when the model is sharded), summary.json,
+    the plot, the console table."""
+    save_outputs(model, tokenizer, cfg, out / "model", state_dict=weights)
     summary = {"accuracy_before": acc_before, "accuracy_after": acc_after, "steps": trainer.step_idx,
                "wall_seconds": round(time.perf_counter() - start, 2), "nonfinite_steps": trainer.nonfinite_total,
                "output_dir": str(out)}

@@ -19,6 +19,7 @@ from grpokit.dist import Dist
 from grpokit.evaluate import decode_completions
 from grpokit.policy import completion_logprobs_BT
 from grpokit.rollout import Rollout, generate
+from grpokit.sharding import full_norm, gathered, is_sharded, passes_to_match
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):
@@ -101,13 +102,14 @@ class Trainer:
         local = indices[d.rank * per_rank:(d.rank + 1) * per_rank]
         examples = [self.examples[i] for i in local]
         t0 = time.perf_counter()
-        rollout = generate(
-            self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
-            max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.tokenizer.eos_token_id,
-            pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-            generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
-            share_prefill=r.share_prefill, sampler=r.sampler,
-        )
+        with gathered(self.model):  # ranks stop decoding at different steps: no per-forward collectives
+            rollout = generate(
+                self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
+                max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.tokenizer.eos_token_id,
+                pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
+                share_prefill=r.share_prefill, sampler=r.sampler,
+            )
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
         scored = self.scorer.score(texts, [ex for ex in examples for _ in range(r.group_size)])
@@ -155,22 +157,25 @@ class Trainer:
             yield slice(start, start + size)
 
     @torch.no_grad()
-    def _fixed_logprobs(self, batch: StepBatch, fn) -> torch.Tensor:
-        """Detached per-token log-probs of the update rows, padded to the rollout's width."""
+    def _fixed_logprobs(self, batch: StepBatch, fn, model) -> torch.Tensor:
+        """Detached per-token log-probs of the update rows, padded to the rollout's width.
+        Every rank calls it (a sharded `model` is gathered once), with rows or not."""
         T = batch.rollout.completion_ids_BT.shape[1]
         out = torch.zeros(len(batch.rows_B), T, device=self.device)
-        for sl in self._micro_batches(batch):
-            part = batch.rollout.select(batch.rows_B[sl])
-            out[sl, : part.completion_ids_BT.shape[1]] = fn(part)
+        with gathered(model):
+            for sl in self._micro_batches(batch):
+                part = batch.rollout.select(batch.rows_B[sl])
+                out[sl, : part.completion_ids_BT.shape[1]] = fn(part)
         return out
 
     def update(self, batch: StepBatch) -> dict:
         cfg, a = self.cfg, self.cfg.algo
         t0 = time.perf_counter()
-        if a.mu > 1 and len(batch.rows_B):
-            batch.old_logp_BT = self._fixed_logprobs(batch, self.policy_logprobs)
-        if a.beta > 0 and len(batch.rows_B):
-            batch.ref_logp_BT = self._fixed_logprobs(batch, self.ref_logprobs)
+        if a.mu > 1:
+            batch.old_logp_BT = self._fixed_logprobs(batch, self.policy_logprobs, self.model)
+        if a.beta > 0:
+            frozen = getattr(self.ref_logprobs, "model", None)  # the full fine-tune's reference copy
+            batch.ref_logp_BT = self._fixed_logprobs(batch, self.ref_logprobs, frozen)
         stats = {"loss": 0.0, "kl": 0.0, "grad_norm": 0.0, "clip_frac": 0.0}
         for _ in range(a.mu):
             stats.update(self._one_pass(batch))
@@ -187,14 +192,17 @@ class Trainer:
         return stats
 
     def accumulate_gradients(self, batch: StepBatch) -> dict:
-        """Backward over this rank's rows in micro-batches, then sum gradients over ranks.
+        """Backward over this rank's rows in micro-batches, then sum gradients over ranks (a
+        sharded model's backward reduce-scatters them itself: every rank runs as many passes).
 
         Losses are normalised by the global batch's counts, so the summed gradient equals the
         single-process gradient of the whole batch, for every aggregation."""
         cfg, a = self.cfg, self.cfg.algo
         self.model.train()
         loss_total, kl_total, clipped, counted = 0.0, 0.0, 0.0, 0.0
-        for sl in self._micro_batches(batch):
+        slices = list(self._micro_batches(batch))
+        extra = passes_to_match(self.model, self.dist, len(slices))  # agreed on before any pass runs
+        for sl in slices:
             part = batch.rollout.select(batch.rows_B[sl])
             T = part.completion_ids_BT.shape[1]
             logp_BT = self.policy_logprobs(part)
@@ -213,14 +221,27 @@ class Trainer:
             ratio_BT = torch.exp(logp_BT.detach() - old_BT)
             clipped += float((((ratio_BT < 1 - a.eps_low) | (ratio_BT > 1 + a.eps_high)).float() * mask_BT).sum())
             counted += float(mask_BT.sum())
-        self.dist.all_reduce_grads_([p for g in self.optimizer.param_groups for p in g["params"]])
+        for _ in range(extra):
+            self._zero_weighted_pass(batch)
+        if not is_sharded(self.model):
+            self.dist.all_reduce_grads_([p for g in self.optimizer.param_groups for p in g["params"]])
         loss_total, kl_total, clipped, counted = self.dist.sum_floats(loss_total, kl_total, clipped, counted)
         return {"loss": loss_total, "kl": kl_total / max(counted, 1), "clip_frac": clipped / max(counted, 1)}
 
-    def _optimizer_step(self) -> float:
+    def _zero_weighted_pass(self, batch: StepBatch) -> None:
+        """Forward/backward of one row with weight 0: joins the busier ranks' collectives and adds
+        nothing to the gradient."""
+        part = batch.rollout.select(torch.zeros(1, dtype=torch.long, device=self.device))
+        (self.policy_logprobs(part).sum() * 0.0).backward()
+
+    def clip_gradients(self) -> torch.Tensor:
+        """Clip to train.max_grad_norm by the global norm (sharded gradients included); the norm."""
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         max_norm = self.cfg.train.max_grad_norm
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        return full_norm(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf")))
+
+    def _optimizer_step(self) -> float:
+        norm = self.clip_gradients()
         if not torch.isfinite(norm):  # skip the update, keep the schedule moving; counted and reported
             self.optimizer.zero_grad(set_to_none=True)
             self.nonfinite_in_a_row += 1

@@ -252,7 +252,8 @@ def test_atomic_commit_ignores_unfinished_folders(tmp_path):
     opt = torch.optim.AdamW(model.parameters())
     model(torch.ones(1, 2)).sum().backward()
     opt.step()
-    path = ckpt.save_checkpoint(root, 1, model=model, optimizer=opt, state={"x": 1}, config={}, manifest={})
+    path = ckpt.save_checkpoint(root, 1, trainable=ckpt.trainable_tensors(model), optimizer_state=opt.state_dict(),
+                                state={"x": 1}, config={}, manifest={})
     assert ckpt.latest_checkpoint(root) == path
     assert not (root / ".tmp-step-00000004-1").exists()
     loaded = ckpt.load_checkpoint(path)

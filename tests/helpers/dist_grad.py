@@ -1,6 +1,13 @@
 """Run under torchrun with 2 processes: the summed gradient of each rank's half of a fixed
-rollout must equal the single-process gradient of the whole batch, for every aggregation."""
+rollout must equal the single-process gradient of the whole batch, for every aggregation;
+so must the global gradient norm and the gradient clipped by it.
 
+    dist_grad.py OUT.json [none|fsdp|fsdp_grad_op]
+
+With a sharding layout the model's copy is sharded with FSDP2 (grpokit.sharding) and its
+gradients, sharded over the ranks, are gathered before comparing."""
+
+import copy
 import json
 import sys
 
@@ -11,6 +18,7 @@ from grpokit.config import Config
 from grpokit.data import example_prompt_ids
 from grpokit.dist import Dist, init_distributed
 from grpokit.rollout import generate
+from grpokit.sharding import shard_model
 from grpokit.tasks.arithmetic import ArithmeticSpec, build_model, build_tokenizer
 from grpokit.trainer import Trainer
 
@@ -18,16 +26,30 @@ REWARDS = {
     "mixed": [[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 0, 1], [0.5, 0, 1, 0]],
     "rank1_idle": [[1, 0, 0, 1], [0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]],  # rank 1 has nothing to train
 }
+MAX_NORM = 0.05  # below every gradient norm here: clipping changes the gradient
+
+
+def _full(grad: torch.Tensor | None, param: torch.Tensor) -> torch.Tensor:
+    if grad is None:
+        return torch.zeros(param.shape)
+    return (grad.full_tensor() if hasattr(grad, "full_tensor") else grad).detach().clone()
 
 
 def grads_of(trainer: Trainer, rollout, rewards_PG):
+    """(gradients before clipping, the global norm, gradients after clipping), all full tensors."""
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.accumulate_gradients(trainer.make_batch(rollout, rewards_PG))
-    return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
-            for n, p in trainer.model.named_parameters()}
+    params = dict(trainer.model.named_parameters())
+    raw = {n: _full(p.grad, p) for n, p in params.items()}
+    norm = float(trainer.clip_gradients())
+    return raw, norm, {n: _full(p.grad, p) for n, p in params.items()}
 
 
-def main(out_path: str) -> None:
+def max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def main(out_path: str, sharding: str = "none") -> None:
     d = init_distributed("cpu")
     tok = build_tokenizer()
     model = build_model(ArithmeticSpec(hidden_size=32, layers=2, heads=2, intermediate_size=64), tok, seed=0)
@@ -35,23 +57,28 @@ def main(out_path: str) -> None:
     rollout = generate(model, prompts, group_size=4, max_new_tokens=5, eos_id=tok.eos_token_id,
                        pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
     mine = rollout.select(torch.arange(d.rank * 8, d.rank * 8 + 8))
+    split_model = model if sharding == "none" else shard_model(copy.deepcopy(model), sharding, d)
     result = {}
     for name, rewards in REWARDS.items():
         rewards_PG = torch.tensor(rewards, dtype=torch.float32)
         for agg in sorted(AGGREGATIONS):
             cfg = Config()
             cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout.max_new_tokens = 4, 4, 5
-            cfg.algo.aggregation, cfg.train.micro_batch_size = agg, 3
-            single = grads_of(Trainer(cfg, model, tok, [{}], scorer=None, dist=Dist()), rollout, rewards_PG)
-            split = grads_of(Trainer(cfg, model, tok, [{}], scorer=None, dist=d), mine, rewards_PG)
-            diff = max(float((single[k] - split[k]).abs().max()) for k in single)
-            norm = sum(float(g.norm()) for g in single.values())
-            result[f"{name}/{agg}"] = {"max_abs_diff": diff, "grad_norm": norm}
+            cfg.algo.aggregation, cfg.train.micro_batch_size, cfg.train.max_grad_norm = agg, 3, MAX_NORM
+            single, single_norm, single_clipped = grads_of(
+                Trainer(cfg, model, tok, [{}], scorer=None, dist=Dist()), rollout, rewards_PG)
+            split, split_norm, split_clipped = grads_of(
+                Trainer(cfg, split_model, tok, [{}], scorer=None, dist=d), mine, rewards_PG)
+            result[f"{name}/{agg}"] = {
+                "max_abs_diff": max_diff(single, split), "grad_norm": single_norm,
+                "norm_diff": abs(single_norm - split_norm), "clipped_max_abs_diff": max_diff(single_clipped, split_clipped),
+                "sharded_params": sum(hasattr(p, "full_tensor") for p in split_model.parameters()),
+            }
     if d.is_main:
         with open(out_path, "w") as fh:
-            json.dump({"world": d.world, "results": result}, fh)
+            json.dump({"world": d.world, "sharding": sharding, "results": result}, fh)
     d.shutdown()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])
