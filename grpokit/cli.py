@@ -92,4 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean {near[0]!r}?" if near else ""
         print(f"grpokit: unknown command {command!r}{hint}\n\n{USAGE}", file=sys.stderr)
         return 2
-    return _resolve(COMMANDS[command])(rest)
+    code = _resolve(COMMANDS[command])(rest)
+    dist = sys.modules.get("grpokit.dist")  # loaded only by commands that may join a process group
+    return dist.leave_process(code) if dist is not None else code

@@ -9,6 +9,7 @@ same code.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -96,6 +97,24 @@ class Dist:
             tdist.destroy_process_group()
 
 
+_JOINED = False  # whether this process has joined a process group
+
+
+def leave_process(code: int) -> int:
+    """End a process that joined a process group with `code`, without interpreter finalization.
+
+    Call after shutdown(), with every file closed. A DeviceMesh (FSDP) keeps the gloo process
+    group alive past destroy_process_group, and then one of gloo's worker threads can free a
+    finished collective's Python tensor while the interpreter is finalizing: the process aborts
+    ("terminate called without an active exception") after its work is done. os._exit skips
+    finalization. A process that never joined a group returns `code` as usual."""
+    if not _JOINED:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -113,5 +132,7 @@ def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
     from accelerate import PartialState
 
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    global _JOINED
     state = PartialState(cpu=cpu, timeout=timedelta(seconds=timeout_s))
+    _JOINED = True
     return Dist(rank=state.process_index, world=state.num_processes, device=state.device)

@@ -131,3 +131,16 @@ def test_a_failing_rank_brings_every_process_down_quickly(arithmetic_model_dir, 
     assert proc.returncode != 0
     assert elapsed < 60, elapsed
     assert "reward exploded on rank 1" in proc.stdout + proc.stderr
+
+
+def test_leave_process_skips_finalization_only_after_joining_a_group():
+    code = ("import atexit, sys, grpokit.dist as d\n"
+            "atexit.register(lambda: print('finalized'))\n"
+            "print('left', d.leave_process(3))\n"  # not joined: returns the code
+            "d._JOINED = True\n"
+            "print('leaving', flush=False)\n"
+            "d.leave_process(4)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4
+    assert proc.stdout.split("\n")[:2] == ["left 3", "leaving"]  # buffered output is flushed
+    assert "finalized" not in proc.stdout  # atexit (interpreter finalization) never ran

@@ -16,7 +16,7 @@ import torch
 from grpokit.algo import AGGREGATIONS
 from grpokit.config import Config
 from grpokit.data import example_prompt_ids
-from grpokit.dist import Dist, init_distributed
+from grpokit.dist import Dist, init_distributed, leave_process
 from grpokit.rollout import generate
 from grpokit.sharding import shard_model
 from grpokit.tasks.arithmetic import ArithmeticSpec, build_model, build_tokenizer
@@ -82,3 +82,4 @@ def main(out_path: str, sharding: str = "none") -> None:
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
+    leave_process(0)  # as the grpokit command does: no interpreter finalization after gloo
