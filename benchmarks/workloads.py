@@ -12,13 +12,11 @@ system samples for the same prompts and sees the same share of all-equal groups.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import shutil
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +47,9 @@ class Workload:
     seed: int = 0
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        from grpokit.tasks.arithmetic import spec_key
+
+        return spec_key(self)
 
 
 WORKLOADS = {

@@ -221,6 +221,13 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def check_whole_groups(prompts_per_step: int, world: int) -> None:
+    """Every process takes whole groups: the prompts of a step must split evenly over processes."""
+    if prompts_per_step % world:
+        raise ConfigError(f"rollout.prompts_per_step: {prompts_per_step} prompts cannot be split over {world} "
+                          f"processes in whole groups; use a multiple of {world}")
+
+
 def validate(cfg: Config) -> Config:
     """Every check that needs no model or data file; raises ConfigError naming the field."""
     from grpokit.algo import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, OBJECTIVES

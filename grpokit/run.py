@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from grpokit import checkpoint as ckpt
-from grpokit.config import Config, ConfigError, to_dict, validate
+from grpokit.config import Config, ConfigError, check_whole_groups, to_dict, validate
 from grpokit.evaluate import evaluate_examples
 from grpokit.dist import Dist, init_distributed
 from grpokit.logs import MetricsLog, NullLog, plot_run, truncate_lines
@@ -159,10 +159,11 @@ def run_training(cfg: Config, log=print) -> dict:
     validate_data_config(cfg.data)
     scorer = build_scorer(cfg)  # unknown reward names fail here, before any model loads
     d = init_distributed(cfg.model.device, cfg.train.dist_timeout_s)
-    if cfg.rollout.prompts_per_step % d.world:
+    try:
+        check_whole_groups(cfg.rollout.prompts_per_step, d.world)
+    except ConfigError:
         d.shutdown(clean=False)
-        raise ConfigError(f"rollout.prompts_per_step: {cfg.rollout.prompts_per_step} prompts cannot be split over "
-                          f"{d.world} processes in whole groups; use a multiple of {d.world}")
+        raise
     log = log if d.is_main else _quiet
     clean = False
     try:

@@ -13,7 +13,7 @@ import torch
 from grpokit.algo.advantages import compute_advantages_PG, zero_std_P
 from grpokit.algo.aggregate import aggregate
 from grpokit.algo.losses import per_token_loss_BT
-from grpokit.config import Config
+from grpokit.config import Config, check_whole_groups
 from grpokit.data import PromptSampler, example_prompt_ids
 from grpokit.dist import Dist
 from grpokit.evaluate import decode_completions
@@ -75,9 +75,7 @@ class Trainer:
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.last_record: dict = {}
-        if cfg.rollout.prompts_per_step % self.dist.world:
-            raise ValueError(f"rollout.prompts_per_step ({cfg.rollout.prompts_per_step}) must be divisible by "
-                             f"the number of processes ({self.dist.world}): a group is never split")
+        check_whole_groups(cfg.rollout.prompts_per_step, self.dist.world)
         if cfg.algo.beta > 0 and ref_logprobs is None:
             raise ValueError("algo.beta > 0 needs a reference policy")
 

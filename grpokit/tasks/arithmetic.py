@@ -54,8 +54,13 @@ class ArithmeticSpec:
     seed: int = 1234
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "version": TASK_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return spec_key(self, version=TASK_VERSION)
+
+
+def spec_key(spec, **extra) -> str:
+    """A short hash of a dataclass's fields (plus extra): names the cache folder it determines."""
+    blob = json.dumps({**asdict(spec), **extra}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def build_tokenizer():
