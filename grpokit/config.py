@@ -107,6 +107,7 @@ class RolloutConfig:
     top_p: float = 1.0  # nucleus sampling mass (1.0 = off)
     top_k: int = 0  # keep only the k most likely tokens (0 = off)
     share_prefill: bool = True  # run each prompt's prefill once per group and share its KV cache
+    lean_decode: bool = False  # llama/qwen2/qwen3/mistral models: decode with grpokit's own step (each group's prompt cached and attended once, no mask built per token); other models decode through their own forward (same tokens to float rounding)
     sampler: str = "multinomial"  # multinomial (torch.multinomial) | inverse_cdf (same distribution, one uniform per row: ~30x cheaper per token on a 32k vocabulary; other tokens for a seed)
 
 
@@ -283,9 +284,10 @@ def validate(cfg: Config) -> Config:
         need(cfg.model.mode == "full", "train.sharding",
              f"{t.sharding} shards full fine-tuning; model.mode {cfg.model.mode!r} trains a small adapter, whose "
              "replica fits every GPU: use train.sharding none")
-        for name in ("fused_logprobs", "share_prompt_forward"):
-            need(not getattr(t, name), "train.sharding",
-                 f"{t.sharding} cannot be combined with train.{name} (that path calls the decoder and the LM head "
+        for name in ("train.fused_logprobs", "train.share_prompt_forward", "rollout.lean_decode"):
+            section, field_ = name.split(".")
+            need(not getattr(getattr(cfg, section), field_), "train.sharding",
+                 f"{t.sharding} cannot be combined with {name} (that path calls the decoder and the LM head "
                  "outside the model's forward, where FSDP gathers the root's weights)")
     cfg.model.check()
     return cfg

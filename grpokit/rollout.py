@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -162,6 +163,42 @@ def preallocate_cache(cache, capacity: int) -> bool:
     return True
 
 
+class _ModelDecoder:
+    """Decode through the model's own forward and its transformers KV cache (any causal LM)."""
+
+    def __init__(self, model, ids_PL, mask_PL, positions_PL, repeat: int, max_new_tokens: int, preallocate: bool):
+        self.model = model
+        out = model(input_ids=ids_PL, attention_mask=mask_PL, position_ids=positions_PL, use_cache=True, logits_to_keep=1)
+        self.cache, self.logits = out.past_key_values, out.logits[:, -1]
+        if repeat > 1:
+            self.cache.batch_repeat_interleave(repeat)
+            self.logits = self.logits.repeat_interleave(repeat, 0)
+        if preallocate and max_new_tokens > 1:
+            preallocate_cache(self.cache, ids_PL.shape[1] + max_new_tokens)
+        self.attn_BS = mask_PL.repeat_interleave(repeat, 0)
+        self.next_pos_B = self.attn_BS.sum(-1)
+
+    def logits_BV(self) -> torch.Tensor:
+        return self.logits
+
+    def feed(self, tok_B: torch.Tensor, finished_B: torch.Tensor) -> None:
+        self.attn_BS = torch.cat([self.attn_BS, (~finished_B).long()[:, None]], dim=1)
+        out = self.model(input_ids=tok_B[:, None], attention_mask=self.attn_BS, position_ids=self.next_pos_B[:, None],
+                         past_key_values=self.cache, use_cache=True)
+        self.cache, self.logits = out.past_key_values, out.logits[:, -1]
+        self.next_pos_B = self.next_pos_B + 1
+
+
+def _lean_decoder(model, ids_PL, mask_PL, positions_PL, repeat: int, max_new_tokens: int):
+    from grpokit.lean_decode import LeanDecoder, why_not_lean
+
+    reason = why_not_lean(model, ids_PL.shape[1] + max_new_tokens)
+    if reason is not None:
+        warnings.warn(f"rollout.lean_decode: using the model's own forward instead ({reason})", stacklevel=3)
+        return None
+    return LeanDecoder(model, ids_PL, mask_PL, positions_PL, repeat, max_new_tokens)
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -179,6 +216,7 @@ def generate(
     share_prefill: bool = True,
     sampler: str = "multinomial",
     preallocate: bool = True,
+    lean_decode: bool = False,
 ) -> Rollout:
     """Sample group_size completions per prompt with a KV cache, stopping rows at EOS.
 
@@ -186,28 +224,26 @@ def generate(
     of once per sample; the result is the same tokens either way. sampler: "multinomial"
     (torch.multinomial) or "inverse_cdf" (same distribution, far cheaper on large vocabularies,
     other tokens for the same seed). preallocate writes the KV cache into buffers sized for the
-    whole generation instead of growing it by concatenation (same tokens)."""
+    whole generation instead of growing it by concatenation (same tokens). lean_decode decodes
+    Llama-family models with grpokit's own step (lean_decode.py: each group's prompt cached and
+    attended once); other models fall back to their own forward, with a warning."""
     device = next(model.parameters()).device
     ids_PL, mask_PL = left_pad(prompts, pad_id, device)
     G = group_size
     if not share_prefill:
         ids_PL, mask_PL = ids_PL.repeat_interleave(G, 0), mask_PL.repeat_interleave(G, 0)
+    repeat = G if share_prefill else 1
     with eval_mode(model):
-        out = model(input_ids=ids_PL, attention_mask=mask_PL, position_ids=positions_from_mask(mask_PL),
-                    use_cache=True, logits_to_keep=1)
-        cache, logits_BV = out.past_key_values, out.logits[:, -1]
-        if share_prefill and G > 1:
-            cache.batch_repeat_interleave(G)
-            logits_BV = logits_BV.repeat_interleave(G, 0)
-        if preallocate and max_new_tokens > 1:
-            preallocate_cache(cache, ids_PL.shape[1] + max_new_tokens)
-        ids_BL, mask_BL = (ids_PL.repeat_interleave(G, 0), mask_PL.repeat_interleave(G, 0)) if share_prefill else (ids_PL, mask_PL)
+        positions_PL = positions_from_mask(mask_PL)
+        dec = _lean_decoder(model, ids_PL, mask_PL, positions_PL, repeat, max_new_tokens) if lean_decode else None
+        if dec is None:
+            dec = _ModelDecoder(model, ids_PL, mask_PL, positions_PL, repeat, max_new_tokens, preallocate)
+        ids_BL, mask_BL = ids_PL.repeat_interleave(repeat, 0), mask_PL.repeat_interleave(repeat, 0)
         B = ids_BL.shape[0]
-        next_pos_B = mask_BL.sum(-1)
-        attn_BS = mask_BL
         finished_B = torch.zeros(B, dtype=torch.bool, device=device)
         tokens, entropies, lengths_B = [], [], torch.zeros(B, dtype=torch.long, device=device)
         for step in range(max_new_tokens):
+            logits_BV = dec.logits_BV()
             if step < min_new_tokens:  # the logits are this step's own tensor: edit in place
                 logits_BV[:, eos_id] = float("-inf")
             tok_B, ent_B = next_tokens_B(logits_BV, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -220,11 +256,7 @@ def generate(
             finished_B = finished_B | (tok_B == eos_id)
             if bool(finished_B.all()) or step == max_new_tokens - 1:
                 break
-            attn_BS = torch.cat([attn_BS, (~finished_B).long()[:, None]], dim=1)
-            out = model(input_ids=tok_B[:, None], attention_mask=attn_BS, position_ids=next_pos_B[:, None],
-                        past_key_values=cache, use_cache=True)
-            cache, logits_BV = out.past_key_values, out.logits[:, -1]
-            next_pos_B = next_pos_B + 1
+            dec.feed(tok_B, finished_B)
     completion_BT = torch.stack(tokens, dim=1) if tokens else torch.empty(B, 0, dtype=torch.long, device=device)
     ent_BT = torch.stack(entropies, dim=1) if entropies else None
     return Rollout(ids_BL, mask_BL, completion_BT, lengths_B, finished_B, G, ent_BT)

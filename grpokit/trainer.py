@@ -106,7 +106,7 @@ class Trainer:
                 max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.tokenizer.eos_token_id,
                 pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                 generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
-                share_prefill=r.share_prefill, sampler=r.sampler,
+                share_prefill=r.share_prefill, sampler=r.sampler, lean_decode=r.lean_decode,
             )
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)

@@ -1,0 +1,137 @@
+"""A lean decode step for Llama-family decoders, with each group's prompt attended once.
+
+`rollout.generate(..., lean_decode=True)` uses it when `why_not_lean(model, ...)` finds nothing
+against the model: any architecture but llama / qwen2 / qwen3 / mistral, a PEFT adapter, a
+quantized or sharded layer, a sliding window shorter than the generation, an activation other
+than SiLU all send generation through the model's own forward instead.
+
+What it saves, per decode step, against the Hugging Face forward with a KV cache:
+* the prompt's keys and values are kept once per prompt, not G times, and each prompt's G query
+  rows attend to them in one matrix product: the cache read per step shrinks from G x (prompt +
+  completion) to prompt + G x completion;
+* no attention mask is built (finished rows are replaced by padding by the caller, and a row
+  never attends to another row's tokens, so their values cannot leak);
+* rotary cos/sin for every step are computed once, and the per-layer Python is a dozen tensor
+  operations, not the generic layer's hundred-odd with its cache and mask bookkeeping.
+
+The math is the model's: the same weights, norms (the module itself where its dtype is not
+float32), rotary embedding (the model's own `rotary_emb`) and softmax attention; results equal
+the model's forward to float rounding (tests/test_lean_decode.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SUPPORTED = ("llama", "qwen2", "qwen3", "mistral")
+
+
+def why_not_lean(model, total_len: int) -> str | None:
+    """None when LeanDecoder can run `model` for sequences of up to total_len positions, else why not."""
+    config = getattr(model, "config", None)
+    kind = getattr(config, "model_type", None)
+    if kind not in SUPPORTED:
+        return f"model type {kind!r} (supported: {', '.join(SUPPORTED)})"
+    base = getattr(model, "model", None)
+    if base is None or not hasattr(base, "layers") or not isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
+        return "not a plain *ForCausalLM (a PEFT wrapper?)"
+    if getattr(config, "hidden_act", "silu") != "silu" or getattr(config, "pretraining_tp", 1) != 1:
+        return "activation other than silu, or pretraining_tp > 1"
+    linears = [model.lm_head]
+    for layer in base.layers:
+        a = layer.self_attn
+        window = a.sliding_window if hasattr(a, "sliding_window") else getattr(config, "sliding_window", None)
+        if window is not None and window < total_len:
+            return f"sliding window {window} < {total_len} positions"
+        linears += [a.q_proj, a.k_proj, a.v_proj, a.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj]
+    for m in linears:
+        if type(m) is not torch.nn.Linear or type(m.weight) is not torch.nn.Parameter:
+            return f"{type(m).__name__} layer with {type(m.weight).__name__} weights (adapter, quantized or sharded)"
+    return None
+
+
+def _norm(module, x: torch.Tensor) -> torch.Tensor:
+    """The model's RMSNorm; fused for float32 (same formula, one kernel)."""
+    if x.dtype == torch.float32 and module.weight.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), module.weight, module.variance_epsilon)
+    return module(x)
+
+
+def _linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, module.weight, module.bias)  # no module call: its hook machinery costs per token
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class LeanDecoder:
+    """Decode state for P prompts x G samples: rows b = p * G + g, like every [B, ...] tensor."""
+
+    def __init__(self, model, ids_PL, mask_PL, positions_PL, group_size: int, max_new_tokens: int):
+        base, config = model.model, model.config
+        self.model, self.base, self.G = model, base, group_size
+        out = base(input_ids=ids_PL, attention_mask=mask_PL, position_ids=positions_PL, use_cache=True)
+        self.P, self.L = ids_PL.shape
+        self.B = self.P * group_size
+        self.h_BE = out.last_hidden_state[:, -1].repeat_interleave(group_size, 0)  # after the final norm
+        cache = out.past_key_values
+        # prompt keys/values once per prompt [P, Hkv, L, D]; completion ones per row [B, Hkv, T, D]
+        self.prompt_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        k0 = self.prompt_kv[0][0]
+        self.Hkv, self.D = k0.shape[1], k0.shape[-1]
+        self.H = config.num_attention_heads
+        self.comp_kv = [(k0.new_empty(self.B, self.Hkv, max_new_tokens, self.D),
+                         k0.new_empty(self.B, self.Hkv, max_new_tokens, self.D)) for _ in self.prompt_kv]
+        # rotary cos/sin for every position a completion token will take: [B, T, D]
+        next_B = (positions_PL[:, -1] + 1).repeat_interleave(group_size)
+        pos_BT = next_B[:, None] + torch.arange(max_new_tokens, device=ids_PL.device)
+        self.cos_BTD, self.sin_BTD = base.rotary_emb(self.h_BE[:, None], pos_BT)
+        self.mask_P11L = torch.zeros(self.P, 1, 1, self.L, dtype=self.h_BE.dtype, device=ids_PL.device).masked_fill(
+            mask_PL[:, None, None, :] == 0, float("-inf"))
+        self.t = 0  # completion tokens fed so far
+
+    def logits_BV(self) -> torch.Tensor:
+        return self.model.lm_head(self.h_BE)
+
+    def feed(self, tok_B: torch.Tensor, finished_B: torch.Tensor | None = None) -> None:
+        """Run the decoder on one token per row (the token at completion position self.t). Rows
+        already finished need no mask: their outputs are discarded and no other row reads them."""
+        x_BE = self.base.embed_tokens(tok_B)
+        cos_B1D, sin_B1D = self.cos_BTD[:, self.t, None], self.sin_BTD[:, self.t, None]
+        for layer, (kp, vp), (kc, vc) in zip(self.base.layers, self.prompt_kv, self.comp_kv):
+            a = layer.self_attn
+            h_BE = _norm(layer.input_layernorm, x_BE)
+            q_BHD = _linear(a.q_proj, h_BE).view(self.B, self.H, self.D)
+            k_BKD = _linear(a.k_proj, h_BE).view(self.B, self.Hkv, self.D)
+            if hasattr(a, "q_norm"):  # qwen3
+                q_BHD, k_BKD = a.q_norm(q_BHD), a.k_norm(k_BKD)
+            q_BHD = q_BHD * cos_B1D + _rotate_half(q_BHD) * sin_B1D
+            kc[:, :, self.t] = k_BKD * cos_B1D + _rotate_half(k_BKD) * sin_B1D
+            vc[:, :, self.t] = _linear(a.v_proj, h_BE).view(self.B, self.Hkv, self.D)
+            o_BE = self._attend(q_BHD, kp, vp, kc[:, :, : self.t + 1], vc[:, :, : self.t + 1], a.scaling)
+            x_BE = x_BE + _linear(a.o_proj, o_BE)
+            h_BE = _norm(layer.post_attention_layernorm, x_BE)
+            m = layer.mlp
+            x_BE = x_BE + _linear(m.down_proj, F.silu(_linear(m.gate_proj, h_BE)) * _linear(m.up_proj, h_BE))
+        self.h_BE = _norm(self.base.norm, x_BE)
+        self.t += 1
+
+    def _attend(self, q_BHD, kp_PKLD, vp_PKLD, kc_BKTD, vc_BKTD, scaling: float) -> torch.Tensor:
+        """Softmax attention of each row's query over its prompt (shared by the group) and its own
+        completion so far. Heads: H = Hkv * r, query head h reads key/value head h // r."""
+        P, G, K, D, L = self.P, self.G, self.Hkv, self.D, self.L
+        r = self.H // K
+        # prompt part: the group's G*r queries per key head in one product [P, K, G*r, L]
+        q_PKQD = q_BHD.view(P, G, K, r, D).transpose(1, 2).reshape(P, K, G * r, D)
+        sp_PKQL = torch.matmul(q_PKQD, kp_PKLD.transpose(-1, -2)).mul_(scaling).add_(self.mask_P11L)
+        sp_BKrL = sp_PKQL.view(P, K, G, r, L).transpose(1, 2).reshape(self.B, K, r, L)
+        q_BKrD = q_BHD.view(self.B, K, r, D)
+        sc_BKrT = torch.matmul(q_BKrD, kc_BKTD.transpose(-1, -2)).mul_(scaling)
+        w_BKrS = torch.softmax(torch.cat([sp_BKrL, sc_BKrT], dim=-1), dim=-1)
+        wp_PKQL = w_BKrS[..., :L].reshape(P, G, K, r, L).transpose(1, 2).reshape(P, K, G * r, L)
+        op_BE = torch.matmul(wp_PKQL, vp_PKLD).view(P, K, G, r, D).transpose(1, 2).reshape(self.B, self.H * D)
+        oc_BE = torch.matmul(w_BKrS[..., L:], vc_BKTD).reshape(self.B, self.H * D)
+        return op_BE + oc_BE

@@ -1,0 +1,104 @@
+"""Level 2: the lean decode step (rollout.lean_decode) computes the model's own next-token
+logits for Llama-family architectures, gives the same rollouts as the model's forward, and
+refuses, with the reason, any model it cannot run exactly."""
+
+import pytest
+import torch
+
+from grpokit.config import Config, ConfigError, validate
+from grpokit.lean_decode import LeanDecoder, why_not_lean
+from grpokit.rollout import generate, left_pad, positions_from_mask
+
+VOCAB = 40
+
+
+def _model(kind: str, **extra):
+    """A random tiny model of one architecture: 2 layers, 4 query heads over 2 key/value heads,
+    weights large enough that attention is far from uniform."""
+    import transformers
+
+    configs = {"llama": "LlamaConfig", "qwen2": "Qwen2Config", "qwen3": "Qwen3Config", "mistral": "MistralConfig"}
+    kw = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=64, initializer_range=0.3, tie_word_embeddings=False,
+              pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    if kind == "mistral":
+        kw["sliding_window"] = None
+    config = getattr(transformers, configs[kind])(**{**kw, **extra})
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    if kind == "qwen2":  # its q/k/v biases start at zero: make them count
+        for layer in model.model.layers:
+            torch.nn.init.normal_(layer.self_attn.q_proj.bias, std=0.5)
+            torch.nn.init.normal_(layer.self_attn.k_proj.bias, std=0.5)
+    return model
+
+
+PROMPTS = [[1, 5, 6, 7, 8, 9], [1, 10, 11], [1, 12, 13, 14]]  # ragged: left padding in play
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "mistral"])
+def test_lean_logits_equal_the_models_forward_on_each_unpadded_row(kind):
+    model = _model(kind)
+    assert why_not_lean(model, 20) is None
+    G, T = 2, 5
+    ids_PL, mask_PL = left_pad(PROMPTS, 0, "cpu")
+    dec = LeanDecoder(model, ids_PL, mask_PL, positions_from_mask(mask_PL), G, T)
+    tokens_BT = torch.randint(3, VOCAB, (len(PROMPTS) * G, T), generator=torch.Generator().manual_seed(1))
+    worst = 0.0
+    with torch.no_grad():  # (the decoder runs under generate's no_grad)
+        for t in range(T):
+            got_BV = dec.logits_BV()
+            for b in range(tokens_BT.shape[0]):
+                seq = torch.tensor(PROMPTS[b // G] + tokens_BT[b, :t].tolist())[None]
+                want_V = model(input_ids=seq).logits[0, -1]
+                worst = max(worst, float((got_BV[b] - want_V).abs().max()))
+            dec.feed(tokens_BT[:, t])
+        spread = float(dec.logits_BV().std())
+    assert worst < 1e-5, worst
+    assert spread > 0.5  # the logits are far from flat: the comparison has teeth
+
+
+def test_lean_rollout_equals_the_models_own_decoding(tiny_llama):
+    model, tok = tiny_llama
+    from grpokit.data import example_prompt_ids
+
+    prompts = [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80"]]
+    for sampler, temperature, min_new in (("inverse_cdf", 1.0, 3), ("multinomial", 0.8, 0), ("multinomial", 0.0, 0)):
+        kw = dict(group_size=4, max_new_tokens=8, min_new_tokens=min_new, eos_id=tok.eos_token_id,
+                  pad_id=tok.pad_token_id, temperature=temperature, sampler=sampler)
+        a = generate(model, prompts, generator=torch.Generator().manual_seed(3), **kw)
+        b = generate(model, prompts, generator=torch.Generator().manual_seed(3), lean_decode=True, **kw)
+        assert torch.equal(a.completion_ids_BT, b.completion_ids_BT), sampler
+        assert torch.equal(a.lengths_B, b.lengths_B) and torch.equal(a.ended_B, b.ended_B)
+        assert (a.lengths_B >= min_new).all()
+        assert a.ended_B.any() or temperature == 0  # sampled rows stopped at EOS along the way
+        if temperature > 0:  # after EOS a row's values are padding, computed differently by each path
+            real_BT = a.completion_mask_BT.bool()
+            assert torch.allclose(a.entropy_BT[real_BT], b.entropy_BT[real_BT], atol=1e-5)
+    c = generate(model, prompts, generator=torch.Generator().manual_seed(3), lean_decode=True, share_prefill=False, **kw)
+    assert torch.equal(a.completion_ids_BT, c.completion_ids_BT)
+
+
+def test_models_it_cannot_run_fall_back_with_the_reason(tiny_llama):
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    assert "model type 'gpt2'" in why_not_lean(gpt2, 10)
+    assert "sliding window 8 < 20" in why_not_lean(_model("mistral", sliding_window=8), 20)
+    assert why_not_lean(_model("mistral", sliding_window=8), 8) is None
+    model, tok = tiny_llama
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    assert "PEFT" in why_not_lean(lora, 10)
+    kw = dict(group_size=2, max_new_tokens=3, eos_id=2, pad_id=0, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="lean_decode: using the model's own forward instead .*gpt2"):
+        got = generate(gpt2, [[1, 5, 6]], lean_decode=True, **kw)
+    kw["generator"] = torch.Generator().manual_seed(0)
+    assert torch.equal(got.completion_ids_BT, generate(gpt2, [[1, 5, 6]], **kw).completion_ids_BT)
+
+
+def test_sharding_refuses_lean_decode_naming_both_fields():
+    cfg = Config()
+    cfg.train.sharding, cfg.rollout.lean_decode = "fsdp", True
+    with pytest.raises(ConfigError, match="train.sharding.*rollout.lean_decode"):
+        validate(cfg)
