@@ -18,13 +18,18 @@ from benchmarks import flops
 from benchmarks.workloads import WORKLOADS, examples, load, reward_spec
 
 # the non-default config values of the benchmarked grpokit (each is a documented switch)
-FAST = {"rollout.sampler": "inverse_cdf", "train.fused_logprobs": True, "train.share_prompt_forward": True}
+FAST = {"rollout.sampler": "inverse_cdf", "rollout.lean_decode": True, "train.fused_logprobs": True,
+        "train.share_prompt_forward": True}
 
 # name -> (config overrides, patch to apply or None, what is turned off)
 VARIANTS = {
     "default": ({}, None, "every optimisation on"),
     "no_shared_prefill": ({"rollout.share_prefill": False}, None,
                           "prefill every sample's prompt, not once per group"),
+    "no_lean_decode": ({"rollout.lean_decode": False}, None,
+                       "decode through the model's own forward (its KV cache holds each prompt G times)"),
+    "no_keep_freed_memory": ({"train.keep_freed_memory": False}, None,
+                             "glibc returns freed blocks to the OS; large tensors are page-faulted in every step"),
     "multinomial": ({"rollout.sampler": "multinomial"}, None,
                     "torch.multinomial (an exponential per vocabulary entry) instead of one uniform per row"),
     "no_prealloc_cache": ({}, "no_prealloc", "KV cache grown by torch.cat every token"),

@@ -62,11 +62,6 @@ def _linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, module.weight, module.bias)  # no module call: its hook machinery costs per token
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 class LeanDecoder:
     """Decode state for P prompts x G samples: rows b = p * G + g, like every [B, ...] tensor."""
 
@@ -88,9 +83,19 @@ class LeanDecoder:
         # rotary cos/sin for every position a completion token will take: [B, T, D]
         next_B = (positions_PL[:, -1] + 1).repeat_interleave(group_size)
         pos_BT = next_B[:, None] + torch.arange(max_new_tokens, device=ids_PL.device)
-        self.cos_BTD, self.sin_BTD = base.rotary_emb(self.h_BE[:, None], pos_BT)
-        self.mask_P11L = torch.zeros(self.P, 1, 1, self.L, dtype=self.h_BE.dtype, device=ids_PL.device).masked_fill(
-            mask_PL[:, None, None, :] == 0, float("-inf"))
+        cos_BTD, sin_BTD = base.rotary_emb(self.h_BE[:, None], pos_BT)
+        # rotate_half(x) = x[perm] * sign, so x*cos + rotate_half(x)*sin = x*cos + x[perm] * (sign*sin);
+        # the queries' tables also carry the attention scale (one multiply fewer per layer)
+        half = self.D // 2
+        self.perm_D = torch.cat([torch.arange(half, self.D), torch.arange(half)]).to(ids_PL.device)
+        sign_D = torch.cat([-torch.ones(half), torch.ones(self.D - half)]).to(cos_BTD)
+        self.k_rope = (cos_BTD, sin_BTD * sign_D)
+        scaling = base.layers[0].self_attn.scaling
+        self.q_rope = (cos_BTD * scaling, sin_BTD * sign_D * scaling)
+        # 0 / -inf over the prompt's padding, per (prompt, key head): [P*Hkv, 1, L]
+        mask_PL1 = torch.zeros(self.P, self.L, dtype=self.h_BE.dtype, device=ids_PL.device).masked_fill(
+            mask_PL == 0, float("-inf"))
+        self.mask_N1L = mask_PL1[:, None, None, :].expand(-1, self.Hkv, 1, -1).reshape(self.P * self.Hkv, 1, self.L)
         self.t = 0  # completion tokens fed so far
 
     def logits_BV(self) -> torch.Tensor:
@@ -100,7 +105,8 @@ class LeanDecoder:
         """Run the decoder on one token per row (the token at completion position self.t). Rows
         already finished need no mask: their outputs are discarded and no other row reads them."""
         x_BE = self.base.embed_tokens(tok_B)
-        cos_B1D, sin_B1D = self.cos_BTD[:, self.t, None], self.sin_BTD[:, self.t, None]
+        t = self.t
+        (qc_B1D, qs_B1D), (kc_B1D, ks_B1D) = [(c[:, t, None], s[:, t, None]) for c, s in (self.q_rope, self.k_rope)]
         for layer, (kp, vp), (kc, vc) in zip(self.base.layers, self.prompt_kv, self.comp_kv):
             a = layer.self_attn
             h_BE = _norm(layer.input_layernorm, x_BE)
@@ -108,10 +114,10 @@ class LeanDecoder:
             k_BKD = _linear(a.k_proj, h_BE).view(self.B, self.Hkv, self.D)
             if hasattr(a, "q_norm"):  # qwen3
                 q_BHD, k_BKD = a.q_norm(q_BHD), a.k_norm(k_BKD)
-            q_BHD = q_BHD * cos_B1D + _rotate_half(q_BHD) * sin_B1D
-            kc[:, :, self.t] = k_BKD * cos_B1D + _rotate_half(k_BKD) * sin_B1D
-            vc[:, :, self.t] = _linear(a.v_proj, h_BE).view(self.B, self.Hkv, self.D)
-            o_BE = self._attend(q_BHD, kp, vp, kc[:, :, : self.t + 1], vc[:, :, : self.t + 1], a.scaling)
+            q_BHD = torch.addcmul(q_BHD * qc_B1D, q_BHD[..., self.perm_D], qs_B1D)  # scaled by a.scaling
+            torch.addcmul(k_BKD * kc_B1D, k_BKD[..., self.perm_D], ks_B1D, out=kc[:, :, t])
+            vc[:, :, t] = _linear(a.v_proj, h_BE).view(self.B, self.Hkv, self.D)
+            o_BE = self._attend(q_BHD, kp, vp, kc[:, :, : t + 1], vc[:, :, : t + 1])
             x_BE = x_BE + _linear(a.o_proj, o_BE)
             h_BE = _norm(layer.post_attention_layernorm, x_BE)
             m = layer.mlp
@@ -119,17 +125,16 @@ class LeanDecoder:
         self.h_BE = _norm(self.base.norm, x_BE)
         self.t += 1
 
-    def _attend(self, q_BHD, kp_PKLD, vp_PKLD, kc_BKTD, vc_BKTD, scaling: float) -> torch.Tensor:
-        """Softmax attention of each row's query over its prompt (shared by the group) and its own
-        completion so far. Heads: H = Hkv * r, query head h reads key/value head h // r."""
+    def _attend(self, q_BHD, kp_PKLD, vp_PKLD, kc_BKTD, vc_BKTD) -> torch.Tensor:
+        """Softmax attention of each row's (pre-scaled) query over its prompt (shared by the group)
+        and its own completion so far. Heads: H = Hkv * r, query head h reads key/value head h // r."""
         P, G, K, D, L = self.P, self.G, self.Hkv, self.D, self.L
         r = self.H // K
-        # prompt part: the group's G*r queries per key head in one product [P, K, G*r, L]
-        q_PKQD = q_BHD.view(P, G, K, r, D).transpose(1, 2).reshape(P, K, G * r, D)
-        sp_PKQL = torch.matmul(q_PKQD, kp_PKLD.transpose(-1, -2)).mul_(scaling).add_(self.mask_P11L)
-        sp_BKrL = sp_PKQL.view(P, K, G, r, L).transpose(1, 2).reshape(self.B, K, r, L)
-        q_BKrD = q_BHD.view(self.B, K, r, D)
-        sc_BKrT = torch.matmul(q_BKrD, kc_BKTD.transpose(-1, -2)).mul_(scaling)
+        # prompt part: the group's G*r queries per (prompt, key head) in one product [P*K, G*r, L]
+        q_NQD = q_BHD.view(P, G, K, r, D).transpose(1, 2).reshape(P * K, G * r, D)
+        sp_NQL = torch.baddbmm(self.mask_N1L, q_NQD, kp_PKLD.reshape(P * K, L, D).transpose(1, 2))
+        sp_BKrL = sp_NQL.view(P, K, G, r, L).transpose(1, 2).reshape(self.B, K, r, L)
+        sc_BKrT = torch.matmul(q_BHD.view(self.B, K, r, D), kc_BKTD.transpose(-1, -2))
         w_BKrS = torch.softmax(torch.cat([sp_BKrL, sc_BKrT], dim=-1), dim=-1)
         wp_PKQL = w_BKrS[..., :L].reshape(P, G, K, r, L).transpose(1, 2).reshape(P, K, G * r, L)
         op_BE = torch.matmul(wp_PKQL, vp_PKLD).view(P, K, G, r, D).transpose(1, 2).reshape(self.B, self.H * D)

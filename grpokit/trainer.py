@@ -17,6 +17,7 @@ from grpokit.config import Config, check_whole_groups
 from grpokit.data import PromptSampler, example_prompt_ids
 from grpokit.dist import Dist
 from grpokit.evaluate import decode_completions
+from grpokit.host_memory import keep_freed_memory
 from grpokit.policy import completion_logprobs_BT
 from grpokit.rollout import Rollout, generate
 from grpokit.sharding import full_norm, gathered, is_sharded, passes_to_match
@@ -26,7 +27,11 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
+    # the fused kernel updates in place (no temporaries, one pass per tensor); it takes plain
+    # floating-point tensors on the CPU or CUDA (not FSDP's DTensors)
+    fused = all(type(p) is torch.nn.Parameter and p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point
+                for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused or None)
 
 
 def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
@@ -66,6 +71,8 @@ class Trainer:
         self.scorer, self.ref_logprobs, self.dist = scorer, ref_logprobs, dist or Dist()
         self.device = next(model.parameters()).device
         t = cfg.train
+        if t.keep_freed_memory and self.device.type == "cpu":
+            keep_freed_memory()
         self.optimizer = make_optimizer(model, t.lr, t.weight_decay, (t.adam_beta1, t.adam_beta2))
         total = t.steps * cfg.algo.mu
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
