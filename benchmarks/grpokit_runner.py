@@ -2,14 +2,14 @@
 
 "default" is grpokit with every speed switch on (see FAST); each other variant turns one
 optimisation off, to show its gain. Switches that are config fields are set in the config; the
-three that are always on in grpokit (preallocated KV cache, logits_to_keep + chunked log-softmax,
-padding trimming) are turned off by substituting the plain code for grpokit's. (The thread
-count is the driver's business: bench_grpo.py sets it per worker.)
+two that are always on in grpokit (logits_to_keep + chunked log-softmax, padding trimming) are
+turned off by substituting the plain code for grpokit's. (The preallocated KV cache, also always
+on, serves only the model's own decode, which the lean decode replaces here. The thread count is
+the driver's business: bench_grpo.py sets it per worker.)
 """
 
 from __future__ import annotations
 
-import functools
 import time
 
 import torch
@@ -32,7 +32,6 @@ VARIANTS = {
                              "glibc returns freed blocks to the OS; large tensors are page-faulted in every step"),
     "multinomial": ({"rollout.sampler": "multinomial"}, None,
                     "torch.multinomial (an exponential per vocabulary entry) instead of one uniform per row"),
-    "no_prealloc_cache": ({}, "no_prealloc", "KV cache grown by torch.cat every token"),
     "no_skip_zero_adv": ({"algo.skip_zero_advantage": False}, None,
                          "forward/backward also on rows whose advantage is 0"),
     "no_fused_logprobs": ({"train.fused_logprobs": False}, None,
@@ -101,9 +100,7 @@ def apply_patch(name: str | None) -> None:
     import grpokit.rollout
     import grpokit.trainer
 
-    if name == "no_prealloc":
-        grpokit.trainer.generate = functools.partial(grpokit.rollout.generate, preallocate=False)
-    elif name == "full_logits":
+    if name == "full_logits":
         grpokit.policy.completion_logits_BTV = _all_position_logits
     elif name == "no_trim":
         grpokit.rollout.Rollout.select = _select_untrimmed
