@@ -88,6 +88,7 @@ class Worker:
             [sys.executable, str(ROOT / "benchmarks" / "worker.py"), system, workload, variant],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True, cwd=ROOT, env=env)
         self.info = self._recv()
+        self.steps_run = 0  # steps taken so far: the prompt position, in steps
 
     def _recv(self) -> dict:
         line = self.proc.stdout.readline()
@@ -107,7 +108,15 @@ class Worker:
             return []
         self.proc.stdin.write(f"{steps}\n")
         self.proc.stdin.flush()
+        self.steps_run += steps
         return self._recv()["records"]
+
+    def seek(self, step: int) -> None:
+        """Make the next step sample for the prompts of step `step` (not for TRL's worker)."""
+        self.proc.stdin.write(f"seek {step}\n")
+        self.proc.stdin.flush()
+        self._recv()
+        self.steps_run = step
 
     def quit(self) -> dict:
         self.proc.stdin.write("quit\n")
@@ -193,6 +202,12 @@ def measure_systems(workload: str, plan: Plan, systems, log_dir: Path, log, sett
     if plan.calibrate_threads and not Worker.threads and CORES > 1:
         for s in systems:
             calibrate_threads(workers[s], plan.per_round, settle_s, log)
+    # measured step k of every system samples for the same prompts (so the same share of
+    # all-equal groups, the same number of update rows): TRL cannot rewind, the others follow it
+    align = workers["trl"].steps_run if "trl" in workers else max(w.steps_run for w in workers.values())
+    for s in systems:
+        if s != "trl":
+            workers[s].seek(align)
     records = {s: [] for s in systems}
     others = {s: [] for s in systems}
     for r in range(plan.rounds):
@@ -239,6 +254,7 @@ def measure_ablations(workload: str, variants, rounds: int, per_round: int, warm
         else:
             other.set_threads(base.info["threads"])
         other.run(warmup)
+        other.seek(base.steps_run)  # both sides sample for the same prompts, step by step
         on, off, others = [], [], []
         for _ in range(rounds):
             settle(settle_s)

@@ -125,6 +125,10 @@ class GrpokitSession:
         self.trainer.update = lambda batch: (self.batches.append(batch), update(batch))[1]
         self.shape = flops.ModelShape.from_config(model.config)
 
+    def seek(self, step: int) -> None:
+        """The next step samples for the prompts of step `step` (in the shared fixed order)."""
+        self.trainer.sampler.position = step * self.trainer.cfg.rollout.prompts_per_step
+
     def step(self) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         out = self.trainer.step()

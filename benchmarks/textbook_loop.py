@@ -53,6 +53,10 @@ class TextbookLoop:
         logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, 1:, None]).squeeze(-1)
         return logp[n_prompt - 1:].sum()
 
+    def seek(self, step: int) -> None:
+        """The next step samples for the prompts of step `step` (in the shared fixed order)."""
+        self.position = step * self.w.prompts_per_step
+
     def step(self) -> dict:
         G = self.w.group_size
         batch = [self.examples[(self.position + i) % len(self.examples)] for i in range(self.w.prompts_per_step)]

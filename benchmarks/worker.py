@@ -4,7 +4,8 @@
 
 Protocol (one JSON object per line): the worker prints {"ready": ...} once set up, then for
 every command line "N" read from stdin runs N steps and prints {"records": [...]}; "threads N"
-sets torch's intra-op threads; on "quit" it prints {"peak_rss_mb": ..., ...} and exits. Library chatter on stdout is sent to stderr, so
+sets torch's intra-op threads; "seek K" makes the next step use the prompts of step K (systems
+that cannot rewind, TRL, are never sent it); on "quit" it prints {"peak_rss_mb": ..., ...} and exits. Library chatter on stdout is sent to stderr, so
 the protocol channel carries only these lines. A process of its own per system keeps each
 system's peak RSS separate (the kernel's ru_maxrss of the process) and its imports apart.
 """
@@ -31,14 +32,20 @@ class Protocol:
     def send(self, obj: dict) -> None:
         self.out.write(json.dumps(obj) + "\n")
 
-    def next_budget(self) -> int | None:
+    def next_budget(self, session=None) -> int | None:
         """Steps to run next, or None when told to quit; "threads N" sets torch's intra-op
-        threads on the way (answered with the count now in force)."""
+        threads on the way (answered with the count now in force), "seek K" the session's
+        prompt position (answered with it)."""
         import torch
 
-        while (line := sys.stdin.readline().strip()).startswith("threads "):
-            torch.set_num_threads(int(line.split()[1]))
-            self.send({"threads": torch.get_num_threads()})
+        while (line := sys.stdin.readline().strip()).startswith(("threads ", "seek ")):
+            word, n = line.split()
+            if word == "threads":
+                torch.set_num_threads(int(n))
+                self.send({"threads": torch.get_num_threads()})
+            else:
+                session.seek(int(n))
+                self.send({"step": int(n)})
         return None if line in ("", "quit") else int(line)
 
     def finish(self) -> None:
@@ -50,7 +57,7 @@ class Protocol:
 
 def serve_steps(session, proto: Protocol) -> None:
     """Run step() in the batches the driver asks for."""
-    while (n := proto.next_budget()) is not None:
+    while (n := proto.next_budget(session)) is not None:
         proto.send({"records": [session.step() for _ in range(n)]})
 
 

@@ -44,6 +44,21 @@ def test_grpokit_variants_that_patch_grpokit_run(variant, monkeypatch):
     assert GrpokitSession("smoke", variant).step()["completions"] == 4
 
 
+def test_seek_makes_the_next_step_sample_the_prompts_of_that_step():
+    from benchmarks.grpokit_runner import GrpokitSession
+    from benchmarks.textbook_loop import TextbookLoop
+
+    session = GrpokitSession("smoke")  # 2 prompts per step, in file order
+    session.step()
+    session.seek(5)
+    session.step()
+    assert session.trainer.last_record["indices"] == [10, 11]
+    loop = TextbookLoop("smoke")
+    loop.seek(5)
+    loop.step()
+    assert loop.position == 12
+
+
 def test_textbook_path_runs_a_step_and_trains():
     from benchmarks.textbook_loop import TextbookLoop
 
