@@ -146,7 +146,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # clip the gradient norm to this (0 = no clipping)
     micro_batch_size: int = 64  # sequences per forward/backward; gradients accumulate over the batch
     logprob_chunk: int = 256  # positions per chunk when computing log-softmax
-    fused_logprobs: bool = False  # LM head fused with the log-softmax, chunk by chunk, on real completion positions only: no vocabulary-sized tensors for the whole micro-batch (same values to float rounding)
+    fused_logprobs: bool = False  # LM head fused with the log-softmax, chunk by chunk, on real completion positions only: it keeps each chunk's probabilities for the backward and builds none of autograd's further vocabulary-sized tensors (same values to float rounding)
     share_prompt_forward: bool = False  # in the update, run each distinct prompt of a micro-batch once and share its KV cache across its rows (same gradient)
     keep_freed_memory: bool = True  # on the CPU: glibc malloc keeps freed blocks for reuse instead of returning them to the OS, which page-faults large tensors in anew every step (process-wide; host_memory.py)
     seed: int = 0  # seed of model sampling

@@ -4,10 +4,9 @@ A GRPO step on the CPU allocates and frees the same large tensors every step (th
 of the update: 32 MB each on a 32k vocabulary; the KV cache; activations). glibc's malloc serves
 such sizes with mmap and gives them back with munmap on free, or trims the top of its heap back
 to the OS, so the next step faults every page in again and the kernel zeroes it: on the 2-core
-benchmark machine ~2.5 us per 4 kB page, 80-180 k faults (0.2-0.4 s) in one 16-row update of
-the "reasoning" workload, where the update's arithmetic takes 0.8 s. With mmap off and trimming
-off, freed blocks stay in the heap and are reused: 0-7 k faults per update after the first
-steps. The cost is memory held: RSS no longer falls back between steps, and settles a few large
+benchmark machine ~2.5 us per 4 kB page, 47-70 k faults per step of the "reasoning" workload
+(benchmarks/bench_host_memory.py). With mmap off and trimming off, freed blocks stay in the
+heap and are reused: ~7 k faults per step, the update 3-6 % faster (docs/performance.md). The cost is memory held: RSS no longer falls back between steps, and settles a few large
 blocks above the default's (tensors are 64-byte-aligned requests, whose freed blocks fit a later
 request only once neighbours merge; tests/test_host_memory.py's 40 MiB alloc/free loop faults for
 ~15 rounds, then stays at 459 MiB RSS against 220 MiB by default, with no faults).
