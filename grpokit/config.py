@@ -107,7 +107,7 @@ class RolloutConfig:
     top_p: float = 1.0  # nucleus sampling mass (1.0 = off)
     top_k: int = 0  # keep only the k most likely tokens (0 = off)
     share_prefill: bool = True  # run each prompt's prefill once per group and share its KV cache
-    lean_decode: bool = False  # llama/qwen2/qwen3/mistral models: decode with grpokit's own step (each group's prompt cached and attended once, no mask built per token); other models decode through their own forward (same tokens to float rounding)
+    lean_decode: bool = False  # llama/qwen2/qwen3/mistral models: decode rollouts and the evaluations during training with grpokit's own step (each group's prompt cached and attended once, no mask built per token); other models decode through their own forward (same tokens to float rounding)
     sampler: str = "multinomial"  # multinomial (torch.multinomial) | inverse_cdf (same distribution, one uniform per row: ~30x cheaper per token on a 32k vocabulary; other tokens for a seed)
 
 

@@ -97,6 +97,28 @@ def test_models_it_cannot_run_fall_back_with_the_reason(tiny_llama):
     assert torch.equal(got.completion_ids_BT, generate(gpt2, [[1, 5, 6]], **kw).completion_ids_BT)
 
 
+def test_a_run_decodes_rollouts_and_its_evaluations_with_the_lean_step(arithmetic_model_dir, tmp_path, monkeypatch):
+    import grpokit.evaluate
+    import grpokit.trainer
+    from grpokit.run import run_training
+
+    seen = []
+
+    def recording(model, prompts, **kw):
+        seen.append(kw.get("lean_decode"))
+        return generate(model, prompts, **kw)
+
+    monkeypatch.setattr(grpokit.evaluate, "generate", recording)
+    monkeypatch.setattr(grpokit.trainer, "generate", recording)
+    cfg = Config(output_dir=str(tmp_path / "run"))
+    cfg.model.name_or_path = str(arithmetic_model_dir)
+    cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout.lean_decode = 2, 2, True
+    cfg.train.steps, cfg.train.eval_every = 1, 0
+    cfg.log.progress, cfg.log.plot, cfg.log.tensorboard = False, False, False
+    run_training(cfg, log=lambda *a: None)
+    assert len(seen) >= 3 and all(seen), seen  # evaluation before, the step's rollout, evaluation after
+
+
 def test_sharding_refuses_lean_decode_naming_both_fields():
     cfg = Config()
     cfg.train.sharding, cfg.rollout.lean_decode = "fsdp", True
