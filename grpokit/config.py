@@ -148,7 +148,7 @@ class TrainConfig:
     logprob_chunk: int = 256  # positions per chunk when computing log-softmax
     fused_logprobs: bool = False  # LM head fused with the log-softmax, chunk by chunk, on real completion positions only: it keeps each chunk's probabilities for the backward and builds none of autograd's further vocabulary-sized tensors (same values to float rounding)
     share_prompt_forward: bool = False  # in the update, run each distinct prompt of a micro-batch once and share its KV cache across its rows (same gradient)
-    keep_freed_memory: bool = True  # on the CPU: glibc malloc keeps freed blocks for reuse instead of returning them to the OS, which page-faults large tensors in anew every step (process-wide; host_memory.py)
+    keep_freed_memory: bool = True  # single-process CPU runs: glibc malloc keeps freed blocks for reuse instead of returning them to the OS, which page-faults large tensors in anew every step (process-wide; host_memory.py)
     seed: int = 0  # seed of model sampling
     eval_every: int = 100  # greedy accuracy on the held-out set every N steps (0 = only before and after)
     save_every: int = 0  # checkpoint every N steps (0 = only at the end and when stopped by a signal)

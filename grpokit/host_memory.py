@@ -12,7 +12,8 @@ request only once neighbours merge; tests/test_host_memory.py's 40 MiB alloc/fre
 ~15 rounds, then stays at 459 MiB RSS against 220 MiB by default, with no faults).
 
 Process-wide and one-way (it applies to every later allocation, by anyone), so the trainer calls
-it only when `train.keep_freed_memory` is on and the model is on the CPU.
+it only when `train.keep_freed_memory` is on, the model is on the CPU and the run is a single
+process (the gain was measured there; multi-process runs keep glibc's defaults).
 """
 
 from __future__ import annotations

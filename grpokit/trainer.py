@@ -71,8 +71,8 @@ class Trainer:
         self.scorer, self.ref_logprobs, self.dist = scorer, ref_logprobs, dist or Dist()
         self.device = next(model.parameters()).device
         t = cfg.train
-        if t.keep_freed_memory and self.device.type == "cpu":
-            keep_freed_memory()
+        if t.keep_freed_memory and self.device.type == "cpu" and self.dist.world == 1:
+            keep_freed_memory()  # measured on single-process runs only; several processes keep glibc's defaults
         self.optimizer = make_optimizer(model, t.lr, t.weight_decay, (t.adam_beta1, t.adam_beta2))
         total = t.steps * cfg.algo.mu
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

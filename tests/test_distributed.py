@@ -24,7 +24,7 @@ def _free_port() -> int:
 def _torchrun(args: list[str], timeout: float = 600):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # a crash prints its Python stack
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
