@@ -23,10 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def side(keep: bool, steps: int) -> dict:
-    from benchmarks.grpokit_runner import GrpokitSession, VARIANTS
+    from benchmarks.grpokit_runner import GrpokitSession
 
-    VARIANTS["keep_off"] = ({"train.keep_freed_memory": False}, None, "")
-    session = GrpokitSession("reasoning", "default" if keep else "keep_off")
+    session = GrpokitSession("reasoning", "default" if keep else "no_keep_freed_memory")
     for _ in range(2):
         session.step()
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
