@@ -98,10 +98,10 @@ def child(mode: str, path: str, steps: int, device: str) -> dict:
     import torch
 
     from grpokit.config import Config
-    from grpokit.models import load_model, load_tokenizer, parameter_counts, prepare_model
+    from grpokit.models.loading import load_model, load_tokenizer, parameter_counts, prepare_model
     from grpokit.rewards import RewardScorer
     from grpokit.tasks.arithmetic import ArithmeticSpec, split_problems
-    from grpokit.trainer import Trainer
+    from grpokit.train.trainer import Trainer
 
     cfg = Config()
     cfg.model.name_or_path, cfg.model.mode, cfg.model.device = path, mode, device

@@ -78,7 +78,7 @@ def make_config(workload: str, overrides: dict):
 
 def _all_position_logits(model, rollout):
     """The plain way: logits at every position, then keep the completion's."""
-    from grpokit.rollout import positions_from_mask
+    from grpokit.rollout.generate import positions_from_mask
 
     T = rollout.completion_ids_BT.shape[1]
     ids_BS = torch.cat([rollout.prompt_ids_BL, rollout.completion_ids_BT], dim=1)
@@ -88,7 +88,7 @@ def _all_position_logits(model, rollout):
 
 
 def _select_untrimmed(self, rows_B):
-    from grpokit.rollout import Rollout
+    from grpokit.rollout.generate import Rollout
 
     ent = None if self.entropy_BT is None else self.entropy_BT[rows_B]
     return Rollout(self.prompt_ids_BL[rows_B], self.prompt_mask_BL[rows_B], self.completion_ids_BT[rows_B],
@@ -96,20 +96,20 @@ def _select_untrimmed(self, rows_B):
 
 
 def apply_patch(name: str | None) -> None:
-    import grpokit.policy
-    import grpokit.rollout
-    import grpokit.trainer
+    import grpokit.policy.forward
+    import grpokit.rollout.generate
+    import grpokit.train.trainer
 
     if name == "full_logits":
-        grpokit.policy.completion_logits_BTV = _all_position_logits
+        grpokit.policy.forward.completion_logits_BTV = _all_position_logits
     elif name == "no_trim":
-        grpokit.rollout.Rollout.select = _select_untrimmed
+        grpokit.rollout.generate.Rollout.select = _select_untrimmed
 
 
 class GrpokitSession:
     def __init__(self, workload: str, variant: str = "default", seed: int = 0):
         from grpokit.rewards import RewardScorer
-        from grpokit.trainer import Trainer
+        from grpokit.train.trainer import Trainer
 
         overrides, patch, _ = VARIANTS[variant]
         apply_patch(patch)

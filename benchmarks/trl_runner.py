@@ -83,7 +83,7 @@ class _Recorder:
 def _dataset(workload: str, tok):
     from datasets import Dataset
 
-    from grpokit.data import example_prompt_ids
+    from grpokit.data.records import example_prompt_ids
 
     rows, prompt_len = [], []
     for i, ex in enumerate(examples(workload)):

@@ -84,7 +84,7 @@ def task_reward(workload: str):
 def reward_spec(workload: str) -> str:
     """The same reward as a grpokit plug-in spec ("module:function")."""
     if workload in ("tiny", "smoke"):
-        return "grpokit.tasks.arithmetic:arithmetic_reward"
+        return "grpokit.data.arithmetic:arithmetic_reward"
     return "benchmarks.workloads:synthetic_reward"
 
 

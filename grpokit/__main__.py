@@ -1,4 +1,4 @@
-from grpokit.cli import main
+from grpokit.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from grpokit.errors import ConfigError
+
 
 MODEL_MODES = ("full", "lora", "qlora")
 MODEL_DTYPES = ("auto", "fp32", "bf16", "fp16")
@@ -181,10 +183,6 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-class ConfigError(ValueError):
-    """A config problem, found before any model is loaded; the message names the field."""
-
-
 def _did_you_mean(key: str, choices) -> str:
     near = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
     return f"; did you mean {near[0]!r}?" if near else f" (valid: {', '.join(choices)})"
@@ -233,7 +231,7 @@ def check_whole_groups(prompts_per_step: int, world: int) -> None:
 def validate(cfg: Config) -> Config:
     """Every check that needs no model or data file; raises ConfigError naming the field."""
     from grpokit.algo import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, OBJECTIVES
-    from grpokit.algo.registry import unknown_name_message
+    from grpokit.registry import unknown_name_message
 
     def need(ok: bool, field_name: str, msg: str):
         if not ok:
@@ -257,7 +255,7 @@ def validate(cfg: Config) -> Config:
     need(r.sampler in ("multinomial", "inverse_cdf"), "rollout.sampler",
          f"unknown sampler {r.sampler!r}{_did_you_mean(str(r.sampler), ('multinomial', 'inverse_cdf'))}")
     if not cfg.reward.names:
-        from grpokit.presets import get_preset
+        from grpokit.data.presets import get_preset
 
         preset = get_preset(cfg.data.source)
         need(preset is not None, "reward.names", f"at least one reward is needed (data.source {cfg.data.source!r} "

@@ -55,7 +55,7 @@ def grpo_config(path, mode: str, *, beta: float = 0.0, lr: float = 1e-3) -> Conf
 
 def load_prepared(cfg: Config):
     """(model, tokenizer) loaded and prepared for cfg.model.mode, as run_training does."""
-    from grpokit.models import load_model, load_tokenizer, model_path, prepare_model
+    from grpokit.models.loading import load_model, load_tokenizer, model_path, prepare_model
 
     path = model_path(cfg.model, log=lambda *a: None)
     return prepare_model(load_model(path, cfg.model), cfg.model), load_tokenizer(path, cfg.model)
@@ -64,7 +64,7 @@ def load_prepared(cfg: Config):
 def two_grpo_steps(model, tokenizer, cfg: Config, ref_logprobs=None, examples=None):
     """The Trainer after cfg.train.steps steps with the arithmetic reward."""
     from grpokit.rewards import RewardScorer
-    from grpokit.trainer import Trainer
+    from grpokit.train.trainer import Trainer
 
     scorer = RewardScorer(["arithmetic"], [1.0])
     trainer = Trainer(cfg, model, tokenizer, examples or arithmetic_examples(), scorer, ref_logprobs=ref_logprobs)
@@ -89,8 +89,8 @@ def digests(model) -> dict[str, str]:
 
 def sample_rollout(model, tokenizer, prompts=("12+34", "7+8", "90+9"), group_size: int = 2, seed: int = 0):
     """A small fixed rollout to compare log-probs on."""
-    from grpokit.data import example_prompt_ids
-    from grpokit.rollout import generate
+    from grpokit.data.records import example_prompt_ids
+    from grpokit.rollout.generate import generate
 
     ids = [example_prompt_ids(tokenizer, {"prompt": p}) for p in prompts]
     gen = torch.Generator().manual_seed(seed)
@@ -100,8 +100,8 @@ def sample_rollout(model, tokenizer, prompts=("12+34", "7+8", "90+9"), group_siz
 
 @torch.no_grad()
 def logprobs(model, rollout, temperature: float = 1.0) -> torch.Tensor:
-    from grpokit.policy import completion_logprobs_BT
-    from grpokit.rollout import eval_mode
+    from grpokit.policy.forward import completion_logprobs_BT
+    from grpokit.rollout.generate import eval_mode
 
     with eval_mode(model):
         return completion_logprobs_BT(model, rollout, temperature=temperature)[0]

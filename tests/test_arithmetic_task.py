@@ -1,6 +1,6 @@
 """The built-in task: tokenizer, warm-started model, reward, and the save -> reload round trip."""
 
-from grpokit.evaluate import greedy_accuracy
+from grpokit.eval.evaluate import greedy_accuracy
 from grpokit.tasks.arithmetic import (
     ArithmeticSpec,
     arithmetic_reward,

@@ -31,16 +31,16 @@ def test_grpokit_path_runs_a_step_with_every_switch_on():
 
 @pytest.mark.parametrize("variant", ["full_logits", "no_trim"])
 def test_grpokit_variants_that_patch_grpokit_run(variant, monkeypatch):
-    import grpokit.policy
-    import grpokit.rollout
-    import grpokit.trainer
+    import grpokit.policy.forward
+    import grpokit.rollout.generate
+    import grpokit.train.trainer
     from benchmarks.grpokit_runner import GrpokitSession
 
     # the patches are meant for a benchmark worker's own process: undo them after this test,
     # or later tests in this pytest worker would run the unoptimised code
-    monkeypatch.setattr(grpokit.rollout.Rollout, "select", grpokit.rollout.Rollout.select)
-    monkeypatch.setattr(grpokit.policy, "completion_logits_BTV", grpokit.policy.completion_logits_BTV)
-    monkeypatch.setattr(grpokit.trainer, "generate", grpokit.trainer.generate)
+    monkeypatch.setattr(grpokit.rollout.generate.Rollout, "select", grpokit.rollout.generate.Rollout.select)
+    monkeypatch.setattr(grpokit.policy.forward, "completion_logits_BTV", grpokit.policy.forward.completion_logits_BTV)
+    monkeypatch.setattr(grpokit.train.trainer, "generate", grpokit.train.trainer.generate)
     assert GrpokitSession("smoke", variant).step()["completions"] == 4
 
 

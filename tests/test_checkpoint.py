@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from grpokit import checkpoint as ckpt
+from grpokit.train import checkpoint as ckpt
 from grpokit.config import Config, ConfigError
 
 HELPER = Path(__file__).parent / "helpers" / "slow_save_train.py"
@@ -158,8 +158,8 @@ def _small_cfg(model_dir, out, **train):
 
 
 def test_nonfinite_steps_are_skipped_then_the_run_stops_after_k_in_a_row(arithmetic_model_dir, tmp_path, monkeypatch):
-    import grpokit.trainer as trainer_mod
-    from grpokit.run import run_training
+    import grpokit.train.trainer as trainer_mod
+    from grpokit.train.run import run_training
 
     bad_steps = {2, 5, 6, 7}
     real = trainer_mod.aggregate
@@ -190,7 +190,7 @@ def test_nonfinite_steps_are_skipped_then_the_run_stops_after_k_in_a_row(arithme
 
 
 def test_disk_full_during_save_keeps_the_previous_checkpoint(arithmetic_model_dir, tmp_path, monkeypatch):
-    from grpokit.run import run_training
+    from grpokit.train.run import run_training
 
     out = tmp_path / "full"
     run_training(_small_cfg(arithmetic_model_dir, out, steps=2, save_every=1), log=lambda *a: None)
@@ -214,7 +214,7 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(arithmetic_model_di
 
 
 def test_resume_with_a_different_config_names_the_fields(arithmetic_model_dir, tmp_path):
-    from grpokit.run import run_training
+    from grpokit.train.run import run_training
 
     out = tmp_path / "cfg"
     run_training(_small_cfg(arithmetic_model_dir, out, steps=1), log=lambda *a: None)
@@ -224,7 +224,7 @@ def test_resume_with_a_different_config_names_the_fields(arithmetic_model_dir, t
 
 
 def test_startup_problems_are_reported_before_the_model_loads(tmp_path, monkeypatch):
-    import grpokit.run as run_mod
+    import grpokit.train.run as run_mod
     from grpokit.rewards import RewardError
 
     monkeypatch.setattr(run_mod, "load_model", lambda *a, **k: pytest.fail("model loaded before validation"))

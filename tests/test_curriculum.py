@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from grpokit.config import DataConfig
-from grpokit.curriculum import CurriculumSampler, make_sampler
-from grpokit.data import DataError, PromptSampler
+from grpokit.data.order import CurriculumSampler, make_sampler
+from grpokit.data.records import DataError, PromptSampler
 
 
 def test_record_keeps_a_running_pass_rate_per_prompt():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from grpokit.config import DataConfig
-from grpokit.data import (
+from grpokit.data.records import (
     DataError,
     PromptSampler,
     example_prompt_ids,
@@ -16,7 +16,7 @@ from grpokit.data import (
     load_split,
     render_template,
 )
-from grpokit.sources import read_hub
+from grpokit.data.sources import read_hub
 
 from .conftest import DATA
 

@@ -134,7 +134,7 @@ def test_a_failing_rank_brings_every_process_down_quickly(arithmetic_model_dir, 
 
 
 def test_leave_process_skips_finalization_only_after_joining_a_group():
-    code = ("import atexit, sys, grpokit.dist as d\n"
+    code = ("import atexit, sys, grpokit.parallel.dist as d\n"
             "atexit.register(lambda: print('finalized'))\n"
             "print('left', d.leave_process(3))\n"  # not joined: returns the code
             "d._JOINED = True\n"

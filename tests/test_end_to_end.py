@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from grpokit.config import Config
-from grpokit.run import run_training
+from grpokit.train.run import run_training
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from grpokit.evaluate import (
+from grpokit.eval.evaluate import (
     Samples,
     breakdown,
     default_ks,

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from grpokit.cli import main
+from grpokit.cli.main import main
 from grpokit.config import Config
-from grpokit.run import run_training
+from grpokit.train.run import run_training
 
 from .conftest import DATA
 
@@ -70,9 +70,9 @@ def test_sampled_eval_writes_pass_at_k_and_prints_throughput(tmp_path, capsys):
 
 
 def test_preset_defaults_choose_reward_length_and_breakdown():
-    from grpokit.commands.eval import eval_settings
+    from grpokit.cli.eval import eval_settings
     from grpokit.config import DataConfig
-    from grpokit.data import load_eval_examples
+    from grpokit.data.records import load_eval_examples
 
     def settings(data, **flags):
         args = SimpleNamespace(data=data, reward="", max_new_tokens=0, by=None, **flags)

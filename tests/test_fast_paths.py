@@ -4,12 +4,12 @@ and losses (the inverse-CDF sampler: the same distribution, other draws)."""
 import torch
 
 from grpokit.algo.logprobs import entropy_BT, head_logprobs_N, token_logprobs_BT
-from grpokit.policy import _SPLIT_CHECKED, completion_logprobs_BT
-from grpokit.rollout import generate, sample_inverse_cdf_B
+from grpokit.policy.forward import _SPLIT_CHECKED, completion_logprobs_BT
+from grpokit.rollout.generate import generate, sample_inverse_cdf_B
 
 
 def _prompts(tok):
-    from grpokit.data import example_prompt_ids
+    from grpokit.data.records import example_prompt_ids
 
     return [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80"]]
 
@@ -122,10 +122,10 @@ def test_a_head_that_is_not_a_plain_linear_falls_back_to_the_model_forward(tiny_
 
 def test_trainer_loss_and_update_match_with_the_fast_update_paths(arithmetic_model_dir):
     from grpokit.config import Config
-    from grpokit.models import load_tokenizer
+    from grpokit.models.loading import load_tokenizer
     from grpokit.rewards import RewardScorer
     from grpokit.tasks.arithmetic import ArithmeticSpec, split_problems
-    from grpokit.trainer import Trainer
+    from grpokit.train.trainer import Trainer
     from transformers import AutoModelForCausalLM
 
     def run(fast: bool):

@@ -8,7 +8,7 @@ import pytest
 
 SCRIPT = """
 import resource, sys, torch
-from grpokit.host_memory import keep_freed_memory
+from grpokit.parallel.host_memory import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def cycle():  # 40 MiB, above glibc's largest mmap threshold, freed below a small live tensor

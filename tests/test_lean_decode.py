@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from grpokit.config import Config, ConfigError, validate
-from grpokit.lean_decode import LeanDecoder, why_not_lean
-from grpokit.rollout import generate, left_pad, positions_from_mask
+from grpokit.rollout.lean import LeanDecoder, why_not_lean
+from grpokit.rollout.generate import generate, left_pad, positions_from_mask
 
 VOCAB = 40
 
@@ -60,7 +60,7 @@ def test_lean_logits_equal_the_models_forward_on_each_unpadded_row(kind):
 
 def test_lean_rollout_equals_the_models_own_decoding(tiny_llama):
     model, tok = tiny_llama
-    from grpokit.data import example_prompt_ids
+    from grpokit.data.records import example_prompt_ids
 
     prompts = [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80"]]
     for sampler, temperature, min_new in (("inverse_cdf", 1.0, 3), ("multinomial", 0.8, 0), ("multinomial", 0.0, 0)):
@@ -98,9 +98,9 @@ def test_models_it_cannot_run_fall_back_with_the_reason(tiny_llama):
 
 
 def test_a_run_decodes_rollouts_and_its_evaluations_with_the_lean_step(arithmetic_model_dir, tmp_path, monkeypatch):
-    import grpokit.evaluate
-    import grpokit.trainer
-    from grpokit.run import run_training
+    import grpokit.eval.evaluate
+    import grpokit.train.trainer
+    from grpokit.train.run import run_training
 
     seen = []
 
@@ -108,8 +108,8 @@ def test_a_run_decodes_rollouts_and_its_evaluations_with_the_lean_step(arithmeti
         seen.append(kw.get("lean_decode"))
         return generate(model, prompts, **kw)
 
-    monkeypatch.setattr(grpokit.evaluate, "generate", recording)
-    monkeypatch.setattr(grpokit.trainer, "generate", recording)
+    monkeypatch.setattr(grpokit.eval.evaluate, "generate", recording)
+    monkeypatch.setattr(grpokit.train.trainer, "generate", recording)
     cfg = Config(output_dir=str(tmp_path / "run"))
     cfg.model.name_or_path = str(arithmetic_model_dir)
     cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout.lean_decode = 2, 2, True

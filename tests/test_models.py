@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from grpokit.config import Config, ConfigError, ModelConfig, validate
-from grpokit.models import (
-    build_reference, choose_pad_token, load_model, load_tokenizer, lora_config, prepare_model, resolve_device,
+from grpokit.models.loading import (
+    choose_pad_token, load_model, load_tokenizer, lora_config, prepare_model, resolve_device,
 )
+from grpokit.policy.reference import build_reference
 from tests.model_helpers import save_tiny_llama
 
 
@@ -162,7 +163,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_dir, mode):
 def test_qlora_gradients_survive_an_eval_forward(tiny_dir):
     """bitsandbytes repacks 4-bit weights for a CPU inference kernel on its first eval forward
     (AVX512-BF16 CPUs); training afterwards must still get the true gradients (see
-    grpokit.models.keep_4bit_layout). Elsewhere the repack never happens and this passes as is."""
+    grpokit.models.loading.keep_4bit_layout). Elsewhere the repack never happens and this passes as is."""
     cfg = _cfg(tiny_dir, mode="qlora", lora_dropout=0.0)
     model = prepare_model(load_model(str(tiny_dir), cfg), cfg)
     with torch.no_grad():

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from grpokit.config import load_yaml, to_dict
-from grpokit.models import build_reference, load_model, save_outputs
+from grpokit.models.loading import load_model, save_outputs
+from grpokit.policy.reference import build_reference
 from tests.model_helpers import digests, grpo_config, load_prepared, logprobs, sample_rollout, two_grpo_steps
 
 MODES = ["full", "lora", "qlora"]
@@ -125,7 +126,7 @@ def check_merged_model_loads_with_plain_transformers_and_matches(trained):
 
 
 def check_load_trained_puts_the_adapter_back_as_it_was_trained(trained):
-    from grpokit.models import load_trained
+    from grpokit.models.loading import load_trained
 
     model, tok = load_trained(str(trained["out"]), device="cpu", log=lambda *a: None)
     if trained["mode"] == "qlora":  # the base comes back in 4 bits, as grpokit_config.yaml says

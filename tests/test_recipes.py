@@ -65,8 +65,8 @@ def _swap_in_tiny_model(cfg, folder: Path, out: Path):
 def test_recipe_runs_two_steps_on_a_tiny_model(path, tiny_text_llama, tmp_path):
     if not (DATA / "gsm8k").is_dir():
         pytest.skip(f"GSM8K is not in {DATA}")
-    from grpokit.models import load_trained
-    from grpokit.run import run_training
+    from grpokit.models.loading import load_trained
+    from grpokit.train.run import run_training
 
     cfg = _swap_in_tiny_model(load_yaml(path), tiny_text_llama, tmp_path / "run")
     summary = run_training(cfg, log=lambda *a: None)

@@ -2,12 +2,12 @@
 
 import torch
 
-from grpokit.policy import completion_logprobs_BT
-from grpokit.rollout import generate
+from grpokit.policy.forward import completion_logprobs_BT
+from grpokit.rollout.generate import generate
 
 
 def _prompts(tok):
-    from grpokit.data import example_prompt_ids
+    from grpokit.data.records import example_prompt_ids
 
     return [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80"]]
 

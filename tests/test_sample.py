@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from grpokit.cli import main
-from grpokit.commands.sample import prompt_ids, shown_text
+from grpokit.cli.main import main
+from grpokit.cli.sample import prompt_ids, shown_text
 
 
 def _demo_output(model_dir, tmp_path) -> str:
     """OUTPUT/model of a short demo run (the built-in task, two steps), as run_training saves it."""
     from grpokit.config import Config
-    from grpokit.run import run_training
+    from grpokit.train.run import run_training
 
     cfg = Config(output_dir=str(tmp_path / "run"))
     cfg.model.name_or_path = str(model_dir)
@@ -25,8 +25,8 @@ def _demo_output(model_dir, tmp_path) -> str:
 
 
 def _greedy(model_dir: str, prompts: list[str]) -> list[str]:
-    from grpokit.evaluate import generate_for
-    from grpokit.models import load_trained
+    from grpokit.eval.evaluate import generate_for
+    from grpokit.models.loading import load_trained
 
     model, tok = load_trained(model_dir, device="cpu", log=lambda *a: None)
     return generate_for(model, tok, [{"prompt": p} for p in prompts], max_new_tokens=6)
@@ -63,7 +63,7 @@ def test_sample_on_the_demo_output(arithmetic_model_dir, tmp_path, capsys, monke
 
 def test_sample_on_a_lora_adapter_folder(arithmetic_model_dir, tmp_path, capsys):
     from grpokit.config import Config
-    from grpokit.models import load_model, prepare_model, save_outputs
+    from grpokit.models.loading import load_model, prepare_model, save_outputs
     from grpokit.tasks.arithmetic import build_tokenizer
 
     cfg = Config()

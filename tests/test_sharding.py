@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from grpokit.config import Config, ConfigError, validate
-from grpokit.dist import Dist
-from grpokit.sharding import decoder_layers, full_state, gathered, is_sharded, passes_to_match, shard_for_training
+from grpokit.parallel.dist import Dist
+from grpokit.parallel.sharding import decoder_layers, full_state, gathered, is_sharded, passes_to_match, shard_for_training
 
 
 def _cfg(**train) -> Config:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from grpokit.algo.registry import Registry
+from grpokit.registry import Registry
 
 ADVANTAGES = Registry("advantage estimator")
 

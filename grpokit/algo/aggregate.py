@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from grpokit.algo.registry import Registry
+from grpokit.registry import Registry
 
 AGGREGATIONS = Registry("aggregation")
 

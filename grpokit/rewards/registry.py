@@ -21,6 +21,8 @@ import os
 import sys
 from typing import Callable
 
+from grpokit.errors import RewardError
+
 from .math_rewards import math_answer_reward, math_binary_reward
 from .think import think_format_reward, think_math_reward
 
@@ -29,17 +31,13 @@ __all__ = ["REWARDS", "RewardError", "resolve_reward", "register_reward", "is_fi
 RewardFn = Callable[[str, dict], "float | None"]
 
 
-class RewardError(ValueError):
-    """A reward could not be loaded, or failed on too many completions of a step."""
-
-
 REWARDS: dict[str, str | RewardFn] = {
     "math": math_answer_reward,
     "math_binary": math_binary_reward,
     "think_format": think_format_reward,
     "think_math": think_math_reward,
     "code": "grpokit.rewards.code:code_reward",
-    "arithmetic": "grpokit.tasks.arithmetic:arithmetic_reward",
+    "arithmetic": "grpokit.data.arithmetic:arithmetic_reward",
 }
 
 _FILE_MODULES: dict[tuple[str, int], object] = {}

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from grpokit.data import example_prompt_ids
+from grpokit.data.arithmetic import ANSWER_RE, ProblemSpec, arithmetic_reward, make_problem, make_problems, split_problems  # noqa: F401
+from grpokit.data.records import example_prompt_ids
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>"]
 CHARS = list("0123456789+-*= ")
@@ -39,9 +40,9 @@ TASK_VERSION = 1  # bump when anything below changes the cached model
 class ArithmeticSpec:
     """Everything that determines the warm-started model (its hash names the cache folder)."""
 
-    terms: int = 2
-    max_operand: int = 99
-    ops: str = "+"
+    terms: int = ProblemSpec.terms
+    max_operand: int = ProblemSpec.max_operand
+    ops: str = ProblemSpec.ops
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
@@ -92,50 +93,6 @@ def build_model(spec: ArithmeticSpec, tokenizer, seed: int):
     return LlamaForCausalLM(config)
 
 
-# ---------------------------------------------------------------- problems and reward
-
-
-def make_problem(rng: random.Random, spec: ArithmeticSpec) -> dict:
-    """terms operands in [0, max_operand] joined by operators from spec.ops, left to right."""
-    value = rng.randint(0, spec.max_operand)
-    text = str(value)
-    for _ in range(spec.terms - 1):
-        op, x = rng.choice(spec.ops), rng.randint(0, spec.max_operand)
-        value = {"+": value + x, "-": value - x, "*": value * x}[op]
-        text += f"{op}{x}"
-    return {"prompt": text, "answer": str(value)}
-
-
-def make_problems(n: int, seed: int, spec: ArithmeticSpec, exclude: set[str] = frozenset()) -> list[dict]:
-    """n distinct problems drawn with a seed, none of whose prompts are in `exclude`."""
-    rng, seen, out = random.Random(seed), set(exclude), []
-    while len(out) < n:
-        p = make_problem(rng, spec)
-        if p["prompt"] not in seen:
-            seen.add(p["prompt"])
-            out.append(p)
-    return out
-
-
-ANSWER_RE = re.compile(r"^\s*(-?\d+)\s*$")
-
-
-def arithmetic_reward(completion: str, example: dict) -> float:
-    """1.0 when the completion is exactly the right integer, else 0.0."""
-    m = ANSWER_RE.match(completion)
-    return 1.0 if m is not None and int(m.group(1)) == int(example["answer"]) else 0.0
-
-
-def split_problems(spec: ArithmeticSpec, eval_size: int = 200, dev_size: int = 200, train_size: int = 20000):
-    """Held-out eval problems, a dev set used by the warm start, and training prompts, disjoint."""
-    evals = make_problems(eval_size, 1, spec)
-    dev = make_problems(dev_size, 2, spec, exclude={p["prompt"] for p in evals})
-    taken = {p["prompt"] for p in evals + dev}
-    space = (spec.max_operand + 1) ** spec.terms * len(spec.ops) ** (spec.terms - 1) - len(taken)
-    train = make_problems(min(train_size, space), 3, spec, exclude=taken)
-    return {"eval": evals, "dev": dev, "train": train}
-
-
 # ---------------------------------------------------------------- warm start
 
 
@@ -158,7 +115,7 @@ def _sft_batch(tokenizer, problems: list[dict]):
 
 def warm_start(spec: ArithmeticSpec, log=print):
     """Supervised training on synthetic problems until greedy dev accuracy >= spec.warm_target."""
-    from grpokit.evaluate import greedy_accuracy
+    from grpokit.eval.evaluate import greedy_accuracy
 
     tokenizer = build_tokenizer()
     model = build_model(spec, tokenizer, spec.seed)

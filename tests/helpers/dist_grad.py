@@ -4,7 +4,7 @@ so must the global gradient norm and the gradient clipped by it.
 
     dist_grad.py OUT.json [none|fsdp|fsdp_grad_op]
 
-With a sharding layout the model's copy is sharded with FSDP2 (grpokit.sharding) and its
+With a sharding layout the model's copy is sharded with FSDP2 (grpokit.parallel.sharding) and its
 gradients, sharded over the ranks, are gathered before comparing."""
 
 import copy
@@ -15,12 +15,12 @@ import torch
 
 from grpokit.algo import AGGREGATIONS
 from grpokit.config import Config
-from grpokit.data import example_prompt_ids
-from grpokit.dist import Dist, init_distributed, leave_process
-from grpokit.rollout import generate
-from grpokit.sharding import shard_model
+from grpokit.data.records import example_prompt_ids
+from grpokit.parallel.dist import Dist, init_distributed, leave_process
+from grpokit.rollout.generate import generate
+from grpokit.parallel.sharding import shard_model
 from grpokit.tasks.arithmetic import ArithmeticSpec, build_model, build_tokenizer
-from grpokit.trainer import Trainer
+from grpokit.train.trainer import Trainer
 
 REWARDS = {
     "mixed": [[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 0, 1], [0.5, 0, 1, 0]],

@@ -4,8 +4,8 @@ SIGKILL the process while a save is in progress."""
 import sys
 import time
 
-import grpokit.checkpoint as ckpt
-from grpokit.cli import main
+import grpokit.train.checkpoint as ckpt
+from grpokit.cli.main import main
 
 _real_fsync = ckpt._fsync_file
 _seen = set()

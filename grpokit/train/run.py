@@ -13,15 +13,16 @@ from pathlib import Path
 
 import torch
 
-from grpokit import checkpoint as ckpt
+from grpokit.train import checkpoint as ckpt
 from grpokit.config import Config, ConfigError, check_whole_groups, to_dict, validate
-from grpokit.evaluate import evaluate_examples
-from grpokit.dist import Dist, init_distributed
-from grpokit.logs import MetricsLog, NullLog, plot_run, truncate_lines
-from grpokit.models import build_reference, load_model, load_tokenizer, model_path, prepare_model, save_outputs
+from grpokit.eval.evaluate import evaluate_examples
+from grpokit.parallel.dist import Dist, init_distributed
+from grpokit.train.logs import MetricsLog, NullLog, plot_run, truncate_lines
+from grpokit.models.loading import load_model, load_tokenizer, model_path, prepare_model, save_outputs
+from grpokit.policy.reference import build_reference
 from grpokit.rewards import resolve_reward
-from grpokit.sharding import full_model_state, full_state, gathered, load_full_state, reads_weights, shard_for_training
-from grpokit.trainer import Trainer
+from grpokit.parallel.sharding import full_model_state, full_state, gathered, load_full_state, reads_weights, shard_for_training
+from grpokit.train.trainer import Trainer
 
 # Config fields that may change between a run and its resumption.
 RESUME_FREE = {"output_dir", "train.resume", "train.stop_at_step", "train.allow_config_change", "log", "model.device"}
@@ -133,7 +134,7 @@ def _setup_output(cfg: Config, d: Dist) -> tuple[Path, Path | None]:
 def _load(cfg: Config, d: Dist, log):
     """Tokenizer, training and eval examples (data problems surface here, before the model),
     then the model prepared for cfg.model.mode."""
-    from grpokit.data import load_examples
+    from grpokit.data.records import load_examples
 
     if d.is_main:  # a builtin model is built (and cached) once, by rank 0
         path = model_path(cfg.model, log=log)
@@ -152,8 +153,8 @@ def _quiet(*args, **kwargs) -> None:
 
 
 def run_training(cfg: Config, log=print) -> dict:
-    from grpokit.curriculum import make_sampler
-    from grpokit.data import validate_data_config
+    from grpokit.data.order import make_sampler
+    from grpokit.data.records import validate_data_config
 
     validate(cfg)
     validate_data_config(cfg.data)
@@ -273,9 +274,9 @@ def _finish(cfg, out: Path, model, tokenizer, metrics, acc_before, acc_after, tr
 def _versions() -> dict:
     import transformers
 
-    import grpokit
+    from grpokit.version import __version__
 
-    return {"grpokit": grpokit.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+    return {"grpokit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 def _loop(trainer: Trainer, metrics: MetricsLog, accuracy, cfg: Config, save, stop: StopRequested) -> str | None:

@@ -190,7 +190,7 @@ class _ModelDecoder:
 
 
 def _lean_decoder(model, ids_PL, mask_PL, positions_PL, repeat: int, max_new_tokens: int):
-    from grpokit.lean_decode import LeanDecoder, why_not_lean
+    from grpokit.rollout.lean import LeanDecoder, why_not_lean
 
     reason = why_not_lean(model, ids_PL.shape[1] + max_new_tokens)
     if reason is not None:
@@ -225,7 +225,7 @@ def generate(
     (torch.multinomial) or "inverse_cdf" (same distribution, far cheaper on large vocabularies,
     other tokens for the same seed). preallocate writes the KV cache into buffers sized for the
     whole generation instead of growing it by concatenation (same tokens). lean_decode decodes
-    Llama-family models with grpokit's own step (lean_decode.py: each group's prompt cached and
+    Llama-family models with grpokit's own step (lean.py: each group's prompt cached and
     attended once); other models fall back to their own forward, with a warning."""
     device = next(model.parameters()).device
     ids_PL, mask_PL = left_pad(prompts, pad_id, device)

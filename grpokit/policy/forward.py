@@ -16,7 +16,7 @@ import weakref
 import torch
 
 from grpokit.algo.logprobs import entropy_BT, head_logprobs_N, token_logprobs_BT
-from grpokit.rollout import Rollout, eval_mode, positions_from_mask
+from grpokit.rollout.generate import Rollout, eval_mode, positions_from_mask
 
 _SPLIT_CHECKED: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 

@@ -6,7 +6,6 @@ The life of a model in a run:
     tokenizer = load_tokenizer(path, cfg.model)  # left padding, a pad token (never trusted by masks)
     model = load_model(path, cfg.model)          # dtype, device, attention, 4-bit base for qlora
     model = prepare_model(model, cfg.model)      # full: as is; lora/qlora: frozen base + peft adapter
-    ref = build_reference(model, cfg)            # the KL's reference policy (grpokit.reference)
     ...train...
     save_outputs(model, tokenizer, cfg, out)     # weights or adapter, tokenizer, grpokit_config.yaml
 
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from grpokit.config import Config, ConfigError, ModelConfig, load_yaml, to_dict
+from grpokit.policy.reference import is_adapter_model  # noqa: F401  (also used by callers)
 
 BUILTIN_PREFIX = "builtin:"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -187,26 +187,11 @@ def enable_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def is_adapter_model(model) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel)
-
-
 def parameter_counts(model) -> dict:
     """Trainable and total parameter counts (a 4-bit weight counts once per stored element pair)."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() * (2 if p.__class__.__name__ == "Params4bit" else 1) for p in model.parameters())
     return {"trainable": trainable, "total": total}
-
-
-def build_reference(model, cfg: Config):
-    """The KL term's reference log-prob function, or None when algo.beta is 0 (see reference.py)."""
-    from grpokit.reference import build_reference as build
-
-    return build(model, cfg)
 
 
 # ---------------------------------------------------------------- saving
@@ -229,7 +214,7 @@ def save_outputs(model, tokenizer, cfg: Config, out_dir: Path, state_dict: dict 
                      and so does AutoModelForCausalLM when peft is installed), tokenizer,
                      grpokit_config.yaml; with model.save_merged also merged/: the base with the
                      adapter folded in, a plain transformers model folder.
-    state_dict: full weights gathered from a sharded model (grpokit.sharding.full_model_state).
+    state_dict: full weights gathered from a sharded model (grpokit.parallel.sharding.full_model_state).
     Returns {"model": out_dir, "merged": out_dir/merged or None}."""
     out_dir = Path(out_dir)
     save_model(model, tokenizer, out_dir, state_dict=state_dict)

@@ -14,10 +14,19 @@ from typing import Callable
 import torch
 
 from grpokit.config import Config
-from grpokit.policy import completion_logprobs_BT
-from grpokit.rollout import Rollout, eval_mode
+from grpokit.policy.forward import completion_logprobs_BT
+from grpokit.rollout.generate import Rollout, eval_mode
 
 RefLogprobs = Callable[[Rollout], torch.Tensor]
+
+
+def is_adapter_model(model) -> bool:
+    """Whether the model is a peft model (lora / qlora): its own reference with the adapter off."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
 
 
 def adapter_off_logprobs(model, *, temperature: float, chunk: int = 256) -> RefLogprobs:
@@ -51,8 +60,6 @@ def build_reference(model, cfg: Config) -> RefLogprobs | None:
     Log-probs use the rollout temperature, like the policy's (DESIGN pitfall 5)."""
     if cfg.algo.beta <= 0:
         return None
-    from grpokit.models import is_adapter_model
-
     kwargs = dict(temperature=cfg.rollout.temperature, chunk=cfg.train.logprob_chunk)
     if is_adapter_model(model):
         return adapter_off_logprobs(model, **kwargs)

@@ -1,4 +1,6 @@
-"""Curriculum (textbook exercise 5): choose training prompts by how hard they are for the model now.
+"""The order in which training visits prompts: a seeded shuffle (PromptSampler), or a curriculum.
+
+Curriculum (textbook exercise 5): choose training prompts by how hard they are for the model now.
 
 Difficulty is each prompt's pass rate p: the share of its group's completions that scored above
 ``threshold``, kept as a running average over the times the prompt was drawn (the newest group
@@ -27,8 +29,44 @@ import difflib
 import math
 import random
 
-from grpokit.data import PromptSampler
-from grpokit.sources import DataError
+from grpokit.data.sources import DataError
+
+class PromptSampler:
+    """Visits training examples in a seeded shuffled order, epoch after epoch.
+
+    Its whole state is (seed, epoch, position), so a resumed run continues the same order."""
+
+    def __init__(self, n: int, seed: int):
+        if n <= 0:
+            raise ValueError("the training set is empty")
+        self.n, self.seed, self.epoch, self.position = n, seed, 0, 0
+        self._order = self._make_order()
+
+    def _make_order(self) -> list[int]:
+        order = list(range(self.n))
+        random.Random(f"{self.seed}:{self.epoch}").shuffle(order)
+        return order
+
+    def next_indices(self, k: int) -> list[int]:
+        out = []
+        while len(out) < k:
+            if self.position == self.n:
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._make_order()
+            out.append(self._order[self.position])
+            self.position += 1
+        return out
+
+    def record(self, indices, rewards_PG) -> None:
+        """Nothing to learn from rewards: the order is fixed (curriculum samplers use them)."""
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+        self._order = self._make_order()
+
 
 STRATEGIES = {
     "learnability": lambda p: p * (1.0 - p),

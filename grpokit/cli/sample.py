@@ -108,8 +108,8 @@ class Sampler:
     def answer(self, prompt: str) -> list[str]:
         import torch
 
-        from grpokit.evaluate import decode_completions
-        from grpokit.rollout import generate
+        from grpokit.eval.evaluate import decode_completions
+        from grpokit.rollout.generate import generate
 
         device = next(self.model.parameters()).device
         gen = torch.Generator(device=device)
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from grpokit.models import load_trained, read_grpokit_config
+    from grpokit.models.loading import load_trained, read_grpokit_config
 
     folder = Path(args.model)
     opts = sampling_options(args, read_grpokit_config(folder) if folder.is_dir() else None)

@@ -28,11 +28,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from grpokit.errors import CheckpointError
+from grpokit.models.state import check_trainable_names, load_trainable, trainable_tensors  # noqa: F401
+
 STEP_DIR = re.compile(r"^step-(\d{8})$")
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 def _fsync_file(path: Path) -> None:
@@ -53,26 +52,6 @@ def _write_json(path: Path, obj) -> None:
 
 
 # ------------------------------------------------------------------ state <-> files
-
-
-def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def check_trainable_names(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> dict:
-    """The model's trainable parameters by name; an error unless `tensors` has exactly those."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
-    if missing or extra:
-        raise CheckpointError(f"checkpoint parameters do not match the model: missing {missing[:5]}, extra {extra[:5]}")
-    return params
-
-
-def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    params = check_trainable_names(model, tensors)
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(tensors[name].to(p.device, p.dtype))
 
 
 def optimizer_files(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -144,7 +123,7 @@ def save_checkpoint(root: Path, step: int, *, trainable: dict[str, torch.Tensor]
                     rng: list[tuple[dict, dict]] | None = None) -> Path:
     """Write and atomically commit checkpoint `step`; prune older ones only after the commit.
     `trainable` is trainable_tensors(model), `optimizer_state` optimizer.state_dict() (or the
-    same gathered from shards: grpokit.sharding.full_state).
+    same gathered from shards: grpokit.parallel.sharding.full_state).
 
     On any error (disk full included) the partial folder is removed and the previous checkpoint
     is left as it was."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from grpokit.sources import DataError
+from grpokit.data.sources import DataError
 
 
 def gsm8k_answer(solution: str) -> str:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from grpokit.rollout import Rollout, generate
+from grpokit.rollout.generate import Rollout, generate
 
 RewardFn = Callable[[str, dict], "float | None"]
 
@@ -45,7 +45,7 @@ def sample_completions(
 ) -> Samples:
     """n completions per example, batch_size sequences per generate call (greedy unless
     sampling sets a temperature > 0; then the draws are fixed by seed)."""
-    from grpokit.data import example_prompt_ids
+    from grpokit.data.records import example_prompt_ids
 
     sampling.setdefault("temperature", 0.0)
     if n > 1 and sampling["temperature"] <= 0:
@@ -183,7 +183,7 @@ def _natural(value: str):
 
 
 def sample_rows(examples: list[dict], samples: Samples, scores: list, n: int, keep: list[str]) -> list[dict]:
-    from grpokit.data import user_message
+    from grpokit.data.records import user_message
     from grpokit.rewards import has_think_block
 
     rows = []

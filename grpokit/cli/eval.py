@@ -71,7 +71,7 @@ def data_config(args):
 
 def load_model_and_tokenizer(name: str, device: str, dtype: str, log=print):
     """(model in eval mode, tokenizer) for a folder, hub id or builtin:arithmetic."""
-    from grpokit import models
+    from grpokit.models import loading as models
 
     local = name.startswith(("/", ".", "~")) or name.count("/") > 1
     if local and not Path(name).expanduser().exists():
@@ -86,7 +86,7 @@ def load_model_and_tokenizer(name: str, device: str, dtype: str, log=print):
 
 
 def choose_examples(args, cfg, tokenizer, log=print) -> list[dict]:
-    from grpokit.data import load_eval_examples, load_examples
+    from grpokit.data.records import load_eval_examples, load_examples
 
     if args.heldout:
         examples = load_examples(cfg, tokenizer, log=log)[1]
@@ -96,8 +96,8 @@ def choose_examples(args, cfg, tokenizer, log=print) -> list[dict]:
 
 def eval_settings(args, examples: list[dict]) -> dict:
     """Reward, completion limit and breakdown columns: flags first, then the preset's defaults."""
-    from grpokit.presets import get_preset
-    from grpokit.sources import DataError
+    from grpokit.data.presets import get_preset
+    from grpokit.data.sources import DataError
 
     preset = get_preset(args.data)
     code = "test" in examples[0] or "io_cases" in examples[0]
@@ -114,7 +114,7 @@ def eval_settings(args, examples: list[dict]) -> dict:
 
 
 def evaluate_model(name: str, args, examples: list[dict], settings: dict, tokenizer=None, model=None, log=print):
-    from grpokit.evaluate import evaluate_examples
+    from grpokit.eval.evaluate import evaluate_examples
 
     if model is None:
         model, tokenizer = load_model_and_tokenizer(name, args.device, args.dtype, log=log)

@@ -14,13 +14,13 @@ from grpokit.algo.advantages import compute_advantages_PG, zero_std_P
 from grpokit.algo.aggregate import aggregate
 from grpokit.algo.losses import per_token_loss_BT
 from grpokit.config import Config, check_whole_groups
-from grpokit.data import PromptSampler, example_prompt_ids
-from grpokit.dist import Dist
-from grpokit.evaluate import decode_completions
-from grpokit.host_memory import keep_freed_memory
-from grpokit.policy import completion_logprobs_BT
-from grpokit.rollout import Rollout, generate
-from grpokit.sharding import full_norm, gathered, is_sharded, passes_to_match
+from grpokit.data.records import PromptSampler, example_prompt_ids
+from grpokit.parallel.dist import Dist
+from grpokit.eval.evaluate import decode_completions
+from grpokit.parallel.host_memory import keep_freed_memory
+from grpokit.policy.forward import completion_logprobs_BT
+from grpokit.rollout.generate import Rollout, generate
+from grpokit.parallel.sharding import full_norm, gathered, is_sharded, passes_to_match
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):

@@ -1,7 +1,7 @@
 """Reading raw rows from wherever a dataset lives: a JSONL, JSON, CSV or Parquet file, a local
 Hugging Face ``datasets`` folder (``save_to_disk`` output or a folder of data files), or a hub id.
 
-A row is a plain dict of columns. Nothing here knows about prompts or answers (data.py maps
+A row is a plain dict of columns. Nothing here knows about prompts or answers (records.py maps
 columns to records); every problem is raised as ``DataError`` with the file, line or split named.
 """
 
@@ -12,15 +12,11 @@ import json
 import re
 from pathlib import Path
 
-from grpokit.config import ConfigError
+from grpokit.errors import ConfigError, DataError  # noqa: F401  (DataError: re-exported)
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_PREFIX = "hub:"
-
-
-class DataError(ConfigError):
-    """A dataset cannot be read or mapped; the message names the file, row or column."""
 
 
 def classify(source: str) -> str:

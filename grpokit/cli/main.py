@@ -46,10 +46,10 @@ def parse_config(argv: list[str], prog: str = "grpokit train"):
 
 
 def cmd_train(argv: list[str]) -> int:
-    from grpokit.checkpoint import CheckpointError
+    from grpokit.train.checkpoint import CheckpointError
     from grpokit.config import ConfigError
     from grpokit.rewards import RewardError
-    from grpokit.run import run_training
+    from grpokit.train.run import run_training
 
     try:
         cfg = parse_config(argv)
@@ -67,9 +67,9 @@ def cmd_train(argv: list[str]) -> int:
 
 
 # name -> "module:function"; each command's module is imported only when it runs.
-COMMANDS = {"train": "grpokit.cli:cmd_train"}
-COMMANDS["sample"] = "grpokit.commands.sample:main"
-COMMANDS["eval"] = "grpokit.commands.eval:main"
+COMMANDS = {"train": "grpokit.cli.main:cmd_train"}
+COMMANDS["sample"] = "grpokit.cli.sample:main"
+COMMANDS["eval"] = "grpokit.cli.eval:main"
 
 
 def _resolve(target: str):
@@ -93,5 +93,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grpokit: unknown command {command!r}{hint}\n\n{USAGE}", file=sys.stderr)
         return 2
     code = _resolve(COMMANDS[command])(rest)
-    dist = sys.modules.get("grpokit.dist")  # loaded only by commands that may join a process group
+    dist = sys.modules.get("grpokit.parallel.dist")  # loaded only by commands that may join a process group
     return dist.leave_process(code) if dist is not None else code

@@ -25,7 +25,8 @@ import contextlib
 
 import torch
 
-from grpokit.dist import Dist
+from grpokit.models.state import check_trainable_names, load_trainable, trainable_tensors
+from grpokit.parallel.dist import Dist
 
 # train.sharding -> whether the decoder layers free their gathered weights after forward
 RESHARD_AFTER_FORWARD = {"fsdp": True, "fsdp_grad_op": False}
@@ -154,8 +155,6 @@ def full_model_state(model) -> dict[str, torch.Tensor] | None:
 def full_state(model, optimizer, dist: Dist) -> tuple[dict[str, torch.Tensor], dict] | None:
     """(trainable tensors by name, optimizer.state_dict()-like dict indexed by position) on CPU,
     at rank 0; None elsewhere. Every rank calls it: gathering shards is a collective."""
-    from grpokit.checkpoint import trainable_tensors
-
     if not is_sharded(model):
         return (trainable_tensors(model), optimizer.state_dict()) if dist.is_main else None
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
@@ -180,8 +179,6 @@ def reads_weights(model, dist: Dist) -> bool:
 def load_full_state(model, optimizer, tensors: dict[str, torch.Tensor], optim_sd: dict, dist: Dist) -> None:
     """Put full tensors (as full_state returns them) back into the model and the optimiser.
     Sharded: every rank calls it, and only rank 0's tensors are used (broadcast piece by piece)."""
-    from grpokit.checkpoint import check_trainable_names, load_trainable
-
     if not is_sharded(model):
         load_trainable(model, tensors)
         optimizer.load_state_dict(optim_sd)

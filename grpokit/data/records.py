@@ -1,4 +1,4 @@
-"""Datasets -> prompt records, and the order in which training visits them.
+"""Datasets -> prompt records (the order in which training visits them is in order.py).
 
 A record is a plain dict: every column of the source row, plus
 ``prompt`` (the problem text), ``answer`` (the bare reference, when the data has one),
@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from grpokit.presets import Preset, get_preset, preset_file, unknown_preset_message
-from grpokit.sources import DataError, classify, read_jsonl, read_source
+from grpokit.data.presets import Preset, get_preset, preset_file, unknown_preset_message
+from grpokit.data.arithmetic import ProblemSpec, split_problems
+from grpokit.data.order import PromptSampler, check_curriculum_config
+from grpokit.data.sources import DataError, classify, read_jsonl, read_source
 
 __all__ = ["DataError", "PromptSampler", "example_prompt_ids", "load_examples", "load_eval_examples",
            "load_split", "to_examples", "user_message"]
@@ -43,43 +45,6 @@ def example_prompt_ids(tokenizer, example: dict) -> list[int]:
         out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         example["prompt_ids"] = list(out["input_ids"] if hasattr(out, "keys") else out)
     return example["prompt_ids"]
-
-
-class PromptSampler:
-    """Visits training examples in a seeded shuffled order, epoch after epoch.
-
-    Its whole state is (seed, epoch, position), so a resumed run continues the same order."""
-
-    def __init__(self, n: int, seed: int):
-        if n <= 0:
-            raise ValueError("the training set is empty")
-        self.n, self.seed, self.epoch, self.position = n, seed, 0, 0
-        self._order = self._make_order()
-
-    def _make_order(self) -> list[int]:
-        order = list(range(self.n))
-        random.Random(f"{self.seed}:{self.epoch}").shuffle(order)
-        return order
-
-    def next_indices(self, k: int) -> list[int]:
-        out = []
-        while len(out) < k:
-            if self.position == self.n:
-                self.epoch, self.position = self.epoch + 1, 0
-                self._order = self._make_order()
-            out.append(self._order[self.position])
-            self.position += 1
-        return out
-
-    def record(self, indices, rewards_PG) -> None:
-        """Nothing to learn from rewards: the order is fixed (curriculum samplers use them)."""
-
-    def state_dict(self) -> dict:
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
-        self._order = self._make_order()
 
 
 # ----------------------------------------------------------------------------- columns -> records
@@ -194,8 +159,6 @@ def drop_long_prompts(examples: list[dict], tokenizer, max_tokens: int, where: s
 
 
 def validate_data_config(cfg) -> None:
-    from grpokit.curriculum import check_curriculum_config
-
     if not cfg.source:
         raise DataError("data.source: empty; give a preset, a data file, a datasets folder or a hub id")
     if cfg.eval_size < 0:
@@ -223,9 +186,7 @@ def classify_or_unknown(source: str) -> str:
 
 
 def _arithmetic_rows(cfg) -> dict[str, list[dict]]:
-    from grpokit.tasks.arithmetic import ArithmeticSpec, split_problems
-
-    return split_problems(ArithmeticSpec(), eval_size=cfg.eval_size)
+    return split_problems(ProblemSpec(), eval_size=cfg.eval_size)
 
 
 def read_rows(cfg, split: str) -> list[dict]:

@@ -1,1 +1,0 @@
-"""Command-line commands, one module each (grpokit.cli maps names to them)."""
