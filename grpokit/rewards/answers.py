@@ -14,7 +14,10 @@ Order of trust when looking for the final answer (after dropping a ``<think>`` b
 from __future__ import annotations
 
 import re
-from fractions import Fraction
+
+from .choices import leading_choice
+from .numbers import NUMBER_IN_TEXT as _NUMBER_IN_TEXT
+from .numbers import evaluate_arithmetic, normalize_text, parse_number
 
 __all__ = [
     "extract_answer",
@@ -28,13 +31,6 @@ __all__ = [
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
-_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
-# A number token in running text: optional sign (not glued to a preceding word or number, so
-# "16-3" reads as 16 and 3), optional currency, digits with thousands separators, decimals, an
-# optional "/denominator", an optional percent sign.
-_NUMBER_IN_TEXT = re.compile(
-    r"(?:(?<![\w.])[-−])?(?:\\?\$\s*)?(?:" + _NUM + r")(?:\s*/\s*\d+(?:\.\d+)?)?(?:\s*\\?%)?"
-)
 # "final answer" may stand alone before a line break ("**Final Answer**\n18"); a bare "answer"
 # needs "is", ":" or "=" after it, so "let me answer 2 questions" is not a marker.
 _MARKER = re.compile(
@@ -44,7 +40,12 @@ _MARKER = re.compile(
 )
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)|[;!?\n]")
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+# Math spans; an escaped ``\\$`` inside ``$...$`` (``$\\$18$``) neither opens nor closes one.
+_MATH_SPAN = re.compile(
+    r"(?<!\\)\$\$((?:\\.|[^\\])+?)\$\$|(?<!\\)\$((?:\\.|[^$\\])+?)\$"
+    r"|\\\((.+?)\\\)|\\\[(.+?)\\\]",
+    re.DOTALL,
+)
 _ARITHMETIC = set("+-*/×÷=−^")
 _LATEX_HINT = re.compile(r"\\[a-zA-Z]|[\^_{}]")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -135,13 +136,18 @@ def _answer_from_clause(clause: str) -> str | None:
     """The answer in the text that follows a marker or ``####``: first formula, else first number.
 
     The clause stops at the end of its sentence, so "Answer: 18. I hope this helps with your 2
-    questions" reads 18. A clause that opens with a number reads that number, unless
-    arithmetic follows it: "16 - 3 - 4 = 9" and "x = 9" read the part after the last ``=``. A clause with neither a number nor a formula counts only if it is one short word
-    ("yes", "(B)", "Monday"); "the answer is not obvious" is no answer.
+    questions" reads 18. A clause that opens with a choice reads the choice ("(D), not (B)").
+    A clause that opens with a number reads that number, unless arithmetic follows it: a worked
+    equation ("16 - 3 - 4 = 9", "x = 9") reads the part after the last ``=``, a false one
+    ("5 = 4") reads whole. A clause with neither a number nor a formula counts only if it is
+    one short word ("yes", "Monday"); "the answer is not obvious" is no answer.
     """
     clause = clause[:4000].strip().lstrip("*:= \t").strip()
     end = _SENTENCE_END.search(clause)
     stop = end.start() if end else len(clause)
+    choice = leading_choice(clause[:stop])
+    if choice is not None:
+        return f"({choice})"
     math = _first_math_span(clause[:2000])
     if math is not None and math[0] < stop:
         return math[1]
@@ -155,10 +161,19 @@ def _answer_from_clause(clause: str) -> str | None:
         return first.group(0).strip()  # "18 (since 9*2 = 17+1)" reads 18
     number = _NUMBER_IN_TEXT.search(clause.rsplit("=", 1)[-1])
     if number:
-        return number.group(0).strip()
+        return clause if _false_equation(clause, number.group(0)) else number.group(0).strip()
     if " " not in clause and len(clause) <= 30:
         return clause.rstrip(".,;:")
     return None
+
+
+def _false_equation(clause: str, result: str) -> bool:
+    """True if ``clause`` is arithmetic ``a = b = ... = result`` whose sides differ in value."""
+    sides = clause.split("=")
+    if len(sides) < 2:
+        return False
+    values = [evaluate_arithmetic(side) for side in sides[:-1]] + [parse_number(result)]
+    return None not in values and len(set(values)) > 1
 
 
 def _last_number(text: str) -> str | None:
@@ -211,84 +226,3 @@ def extract_gold(answer: str) -> str:
         if boxed is not None:
             return boxed
     return text.strip()
-
-
-# ----------------------------------------------------------------------------- numbers by value
-
-_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mbox|textrm)\s*\{([^{}]*)\}")
-_FRAC = re.compile(r"^(-?)\\[dt]?frac\s*(?:\{([^{}]+)\}|(\d))\s*(?:\{([^{}]+)\}|(\d))$")
-_PLAIN = re.compile(r"^[-+]?(?:" + _NUM + r")(?:/(?:" + _NUM + r"))?$")
-_UNIT_WORDS = re.compile(r"(?<=[\d%])\s+([A-Za-z][A-Za-z.\s]*)$")
-_SINGLE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L"}
-_SPACING = re.compile(r"\\[,!;: ]|\\quad|\\qquad|~")
-_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
-_CURRENCY = re.compile(r"\\\$|\$|€|£|¥|₹|\b(?:USD|EUR|GBP|Rs\.?)\s*")
-
-
-def normalize_text(answer: str) -> str:
-    """Light canonical form used for exact string comparison before any parsing.
-
-    Drops spacing macros, ``\\left``/``\\right``, ``$`` delimiters and all whitespace, maps
-    ``\\dfrac``/``\\tfrac`` to ``\\frac``, and lower-cases nothing (``x`` and ``X`` differ).
-    """
-    s = answer.strip()
-    if len(s) >= 2 and s[0] == "$" and s[-1] == "$":
-        s = s.strip("$")
-    s = _SPACING.sub("", s)
-    s = s.replace("\\left", "").replace("\\right", "")
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = re.sub(r"\s+", "", s)
-    return s.rstrip(".")
-
-
-def _strip_decorations(s: str) -> str:
-    """Remove what does not change a number's value: currency, percent, degrees, unit words."""
-    s = _TEXT_WRAPPER.sub(lambda m: " " + m.group(1), s)
-    s = _SPACING.sub("", s).replace("{,}", ",")
-    s = s.replace("−", "-").replace("\\%", "").replace("%", "")
-    s = _DEGREES.sub("", s)
-    s = _CURRENCY.sub("", s).strip().rstrip(".")
-    unit = _UNIT_WORDS.search(s)
-    if unit:
-        word = unit.group(1).strip()
-        if len(word) >= 2 or word in _SINGLE_LETTER_UNITS:
-            s = s[: unit.start()]
-    return s.replace(" ", "")
-
-
-def parse_number(answer: str) -> Fraction | None:
-    """The exact value of an answer that is a plain number, else None.
-
-    Plain means: an optional sign, digits (``1,234`` separators allowed), an optional decimal
-    part, an optional ``/denominator`` or a ``\\frac{a}{b}`` of such numbers, with currency,
-    percent, degrees and trailing unit words ignored. ``2\\sqrt{3}``, ``x=5`` or ``40_9``
-    are not plain and return None (they go to math-verify).
-    """
-    if not isinstance(answer, str) or len(answer) > 100:
-        return None
-    s = answer.strip()
-    if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and not s[1:-1].strip().startswith("$"):
-        s = s[1:-1]
-    s = _strip_decorations(s)
-    if not s:
-        return None
-    frac = _FRAC.match(s)
-    if frac:
-        sign, num_a, num_b, den_a, den_b = frac.groups()
-        num, den = _plain_value(num_a or num_b), _plain_value(den_a or den_b)
-        if num is None or den is None or den == 0:
-            return None
-        return -num / den if sign else num / den
-    return _plain_value(s)
-
-
-def _plain_value(s: str) -> Fraction | None:
-    s = s.strip()
-    if not _PLAIN.match(s):
-        return None
-    s = s.replace(",", "")
-    if "/" in s:
-        num, den = s.split("/")
-        den_value = Fraction(den)
-        return None if den_value == 0 else Fraction(num) / den_value
-    return Fraction(s)

@@ -8,6 +8,16 @@ It tries, cheapest first:
 2. the same text after light normalisation (spacing macros, ``\\left``/``\\right``, ``\\dfrac``);
 3. math-verify (``parse`` both sides, ``verify(gold, pred)``) under a wall-clock limit;
    an extracted answer longer than 1,000 characters (and 4x the reference) is wrong outright.
+   (matching.py decides choices and equations before this step.)
+
+The guard. math-verify parses what it can and drops the rest: ``2\\mathrm{e}`` parses as
+``2`` and ``2\\sqrt{3}+\\text{m}`` as ``2``, so a fragment could be judged equal to the
+reference. Constants people write in several ways (``\\mathrm{e}``, ``{\\rm e}``,
+``\\mathrm{\\pi}``, ``\\exp(1)``) are first rewritten to the forms it reads by value
+(``e``, ``\\pi``); then a "True" from math-verify stands only if both sides parsed whole (what
+it read, less unit words in ``\\text{}``, is all of the input, and does not end in an
+operator). Otherwise the verdict is None, "could not judge", which the scorer counts in its
+``none_share``; a "False" stands as it is.
 
 The time limit. math-verify's own timeouts use ``signal.alarm`` with whole seconds, swallow the
 timeout into a plain ``False`` (a wrong answer, not "could not judge") and raise in any thread
@@ -25,13 +35,14 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import re
 import signal
 import threading
 import time
 
-from .answers import normalize_text, parse_number
+from .numbers import normalize_text
 
-__all__ = ["answers_match", "latex_equivalent", "DEFAULT_TIMEOUT_S"]
+__all__ = ["latex_equivalent", "canonical_latex", "DEFAULT_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 5.0
 _MAX_ANSWER_CHARS = 1000
@@ -90,9 +101,44 @@ def _math_verify():
     return math_verify
 
 
+_ROMAN = r"\\(?:mathrm|text|textrm|operatorname|mathit|rm|mathnormal)"
+_CONSTANTS = (
+    (re.compile(_ROMAN + r"\s*\{\s*e\s*\}|\{\s*\\rm\s+e\s*\}|\\mathrm\s+e(?![a-zA-Z])"), "e"),
+    (re.compile(_ROMAN + r"\s*\{\s*(\\pi)\s*\}|\{\s*\\rm\s*(\\pi)\s*\}"), r"\\pi"),
+    (re.compile(r"\\exp\s*(?:\\left\s*)?\(\s*1\s*(?:\\right\s*)?\)|\\exp\s*\{\s*1\s*\}"), "e"),
+)
+_UNIT_TEXT = re.compile(r"\\(?:text|textrm|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}")
+_OPEN_END = ("+", "-", "*", "/", "^", "_", "=", "\\cdot", "\\times", "\\div", ",", "(", "{")
+
+
+def canonical_latex(expression: str) -> str:
+    """``expression`` with constants in the forms math-verify reads by value: ``\\mathrm{e}``,
+    ``{\\rm e}``, ``\\exp(1)`` become ``e``; ``\\mathrm{\\pi}`` becomes ``\\pi``."""
+    for pattern, replacement in _CONSTANTS:
+        expression = pattern.sub(replacement, expression)
+    return expression
+
+
+def _parsed_whole(expression: str, parsed) -> bool:
+    """Did math-verify read all of ``expression``? ``parsed[-1]`` is the text it read."""
+    if not parsed or not isinstance(parsed[-1], str):
+        return True  # nothing to compare with: trust it
+    read = normalize_text(parsed[-1])
+    if read.endswith(_OPEN_END):
+        return False
+    whole = normalize_text(expression)
+    if read == whole:
+        return True
+    at = whole.find(read)
+    if at < 0:
+        return True  # math-verify rewrote the text (\mathrm -> \text...): cannot tell
+    rest = whole[:at] + whole[at + len(read):]
+    return not normalize_text(_UNIT_TEXT.sub("", rest)).strip(".,;:")
+
+
 def _parse(expression: str):
     mv = _math_verify()
-    return mv.parse("$" + expression + "$", parsing_timeout=None)
+    return mv.parse("$" + canonical_latex(expression) + "$", parsing_timeout=None)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -101,12 +147,18 @@ def _parse_gold(gold: str):
     return _parse(gold)
 
 
-def _verify_unlimited(gold: str, pred: str) -> bool:
+def _verify_unlimited(gold: str, pred: str) -> bool | None:
     gold_parsed = _parse_gold(gold)
     pred_parsed = _parse(pred)
     if not gold_parsed or not pred_parsed:
         return False
-    return bool(_math_verify().verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    if not _math_verify().verify(gold_parsed, pred_parsed, timeout_seconds=None):
+        return False
+    if _parsed_whole(canonical_latex(gold), gold_parsed) and _parsed_whole(
+            canonical_latex(pred), pred_parsed):
+        return True
+    log.debug("math-verify read only part of gold=%r or pred=%r: not judged", gold, pred)
+    return None
 
 
 def _verify_in_main_thread(gold: str, pred: str, timeout_s: float | None) -> bool | None:
@@ -195,27 +247,11 @@ _HELPER = _Helper()
 
 
 def latex_equivalent(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S):
-    """math-verify's verdict on ``pred`` against ``gold`` (LaTeX without ``$``), or None on timeout.
+    """math-verify's verdict on ``pred`` against ``gold`` (LaTeX without ``$``); None on timeout
+    or when "equal" rests on a part of either side (see the module docstring).
 
     ``timeout_s`` bounds parsing and verification together; None or 0 means no limit.
     """
     if threading.current_thread() is threading.main_thread():
         return _verify_in_main_thread(gold, pred, timeout_s)
     return _HELPER.verify(gold, pred, timeout_s)
-
-
-def answers_match(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S):
-    """True if ``pred`` is the same answer as ``gold``; None if math-verify ran out of time.
-
-    ``gold`` is the bare reference answer (see ``extract_gold``), ``pred`` the extracted one.
-    """
-    gold_value = parse_number(gold)
-    if gold_value is not None:
-        pred_value = parse_number(pred)
-        if pred_value is not None:
-            return gold_value == pred_value
-    if normalize_text(gold) == normalize_text(pred):
-        return True
-    if len(pred) > max(_MAX_ANSWER_CHARS, 4 * len(gold)):
-        return False  # a page-long "answer" is wrong; no need to spend seconds in sympy on it
-    return latex_equivalent(gold, pred, timeout_s=timeout_s)

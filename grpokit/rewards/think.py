@@ -9,7 +9,8 @@ template already opened the block in the prompt (DeepSeek-R1 style ``...<think>\
 from __future__ import annotations
 
 from .answers import THINK_CLOSE, THINK_OPEN, extract_answer, extract_gold
-from .latex import DEFAULT_TIMEOUT_S, answers_match
+from .latex import DEFAULT_TIMEOUT_S
+from .matching import answers_match
 from .math_rewards import gold_answer
 
 __all__ = ["has_think_block", "think_format_reward", "think_math_reward", "reward_with_thinking"]

@@ -1,0 +1,96 @@
+"""Is a predicted answer the same as the reference? ``answers_match(gold, pred)``.
+
+The verdict is True, False, or None when it could not be judged (math-verify ran out of time,
+or read only part of an answer; see latex.py). Cheapest first:
+
+1. both sides plain numbers (``1,234``, ``$18.00``, ``negative 5``, ``1.5e3``, ``\\frac{3}{4}``,
+   ``50\\%``): exact value comparison with ``fractions.Fraction``, no sympy at all;
+2. the same text after light normalisation (spacing macros, ``\\left``/``\\right``, ``\\dfrac``);
+3. a reference that is a choice letter (``C``, ``(C)``, ``\\text{(C)}``): the letter the
+   prediction opens with, compared with it (see choices.py);
+4. a prediction that is an equation while the reference is not: ``x = 5`` (a lone variable,
+   possibly with a subscript or an argument: ``x_1``, ``\\theta``, ``f(2)``, ``AB``) is compared
+   by its right side; any other equation only if it holds (``16-3-4 = 9`` reads as 9),
+   so ``5 = 4`` is not 4;
+5. math-verify, under a time limit, with the partial-parse guard (latex.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .choices import choice_letter, leading_choice
+from .latex import DEFAULT_TIMEOUT_S, latex_equivalent
+from .numbers import evaluate_arithmetic, normalize_text, parse_number
+
+__all__ = ["answers_match", "equation_sides"]
+
+_MAX_ANSWER_CHARS = 1000
+_SIGN_WORD = re.compile(r"^(?i:negative|minus)\s+(?=[\d.$\\(])")
+_LONE_VARIABLE = re.compile(
+    r"^(?:\\(?:angle|overline|vec|hat|bar|mathbf)\s*\{?\s*)?(?:[A-Za-z]{1,3}|\\[a-zA-Z]+)\s*\}?"
+    r"(?:_\s*(?:\{[^{}=]*\}|\w))?'*(?:\s*\([^()=]*\))?$"
+)
+_OPENERS, _CLOSERS = "{([", "})]"
+
+
+def equation_sides(answer: str) -> list[str]:
+    """The sides of ``answer`` split at each ``=`` outside brackets (one side if none).
+
+    ``<=``, ``>=``, ``!=`` and ``==`` are not split: they are not equations of values.
+    """
+    sides, depth, start = [], 0, 0
+    for k, ch in enumerate(answer):
+        if ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth -= 1
+        elif ch == "=" and depth == 0:
+            before, after = answer[k - 1:k], answer[k + 1:k + 2]
+            if before not in ("<", ">", "!", "=") and after != "=":
+                sides.append(answer[start:k])
+                start = k + 1
+    sides.append(answer[start:])
+    return [side.strip() for side in sides]
+
+
+def _equation_verdict(gold: str, sides: list[str], timeout_s: float | None):
+    """Verdict for a predicted equation ``sides[0] = sides[1] = ...`` against a non-equation."""
+    if _LONE_VARIABLE.match(sides[0]):
+        rest = "=".join(sides[1:])
+        return answers_match(gold, rest, timeout_s=timeout_s)
+    values = [evaluate_arithmetic(side) for side in sides]
+    if None not in values:
+        holds = len(set(values)) == 1
+    else:
+        holds = latex_equivalent(sides[0], sides[-1], timeout_s=timeout_s)
+        if holds is None:
+            return None
+    return answers_match(gold, sides[-1], timeout_s=timeout_s) if holds else False
+
+
+def answers_match(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S):
+    """True if ``pred`` is the same answer as ``gold``; None if it could not be judged.
+
+    ``gold`` is the bare reference answer (see ``extract_gold``), ``pred`` the extracted one.
+    """
+    gold_value = parse_number(gold)
+    if gold_value is not None:
+        pred_value = parse_number(pred)
+        if pred_value is not None:
+            return gold_value == pred_value
+    if normalize_text(gold) == normalize_text(pred):
+        return True
+    letter = choice_letter(gold)
+    if letter is not None:
+        chosen = leading_choice(pred)
+        if chosen is not None:
+            return chosen == letter
+    if len(pred) > max(_MAX_ANSWER_CHARS, 4 * len(gold)):
+        return False  # a page-long "answer" is wrong; no need to spend seconds in sympy on it
+    pred = _SIGN_WORD.sub("-", pred.strip())
+    if len(equation_sides(gold)) == 1:
+        sides = equation_sides(pred)
+        if len(sides) > 1:
+            return _equation_verdict(gold, sides, timeout_s)
+    return latex_equivalent(gold, pred, timeout_s=timeout_s)
