@@ -26,6 +26,9 @@ _LEADING = re.compile(
 )
 
 
+_NAMED = re.compile(rf"(?i:\bis|answer|:)\s+(?i:the\s+)?(?i:option|choice)\s+\(?([{_LETTER}])\b\)?")
+
+
 def _unwrapped(text: str) -> str:
     return _DECOR.sub("", _WRAPPED.sub(r"\1", text)).strip()
 
@@ -53,8 +56,10 @@ def leading_choice(text: str) -> str | None:
 
 def last_line_choice(text: str) -> str | None:
     """The choice on the last non-empty line of ``text``, when that line holds little besides
-    it (``"**(C)**"``, ``"C) 12"``, ``"Answer (C)"``); else None."""
+    it (``"**(C)**"``, ``"C) 12"``, ``"Answer (C)"``) or names it (``"12, which is choice (C)."``);
+    else None."""
     lines = [line for line in text[-2000:].splitlines() if line.strip()]
-    if not lines or len(lines[-1]) > 60:
+    if not lines or len(lines[-1]) > 80:
         return None
-    return leading_choice(lines[-1])
+    named = _NAMED.findall(lines[-1])  # "12, which is choice (C)."
+    return named[-1].upper() if named else leading_choice(lines[-1])

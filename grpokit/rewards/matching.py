@@ -10,7 +10,7 @@ or read only part of an answer; see latex.py). Cheapest first:
    prediction opens with, compared with it (see choices.py);
 4. a prediction that is an equation while the reference is not: ``x = 5`` (a lone variable,
    possibly with a subscript or an argument: ``x_1``, ``\\theta``, ``f(2)``, ``AB``) is compared
-   by its right side; any other equation only if it holds (``16-3-4 = 9`` reads as 9),
+   by its other side (``5 = x`` too); any other equation only if it holds (``16-3-4 = 9`` reads as 9),
    so ``5 = 4`` is not 4;
 5. math-verify, under a time limit, with the partial-parse guard (latex.py).
 """
@@ -57,8 +57,9 @@ def equation_sides(answer: str) -> list[str]:
 def _equation_verdict(gold: str, sides: list[str], timeout_s: float | None):
     """Verdict for a predicted equation ``sides[0] = sides[1] = ...`` against a non-equation."""
     if _LONE_VARIABLE.match(sides[0]):
-        rest = "=".join(sides[1:])
-        return answers_match(gold, rest, timeout_s=timeout_s)
+        return answers_match(gold, "=".join(sides[1:]), timeout_s=timeout_s)
+    if len(sides) == 2 and _LONE_VARIABLE.match(sides[1]):  # "5 = x"
+        return answers_match(gold, sides[0], timeout_s=timeout_s)
     values = [evaluate_arithmetic(side) for side in sides]
     if None not in values:
         holds = len(set(values)) == 1

@@ -13,11 +13,11 @@ from fractions import Fraction
 
 __all__ = ["parse_number", "normalize_text", "evaluate_arithmetic", "NUMBER_IN_TEXT"]
 
-NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+NUM = r"(?:\d{1,3}(?:(?:,|\{,\})\d{3})+|\d+)(?:\.\d+)?|\.\d+"
 # Signs as people write them: "-", the minus sign, dashes, and the words "negative"/"minus".
 # A sign word counts only where no operand stands before it ("16 minus 3" is a subtraction).
 _MINUS_CHARS = "-−–‒﹣－"
-_SIGN_WORD = r"(?<![\d)\]}%]\s)(?<![\d)\]}%])\b(?i:negative|minus|neg\.)\s*"
+_SIGN_WORD = r"(?<![\d)\]}%]\s)(?<![\d)\]}%])\b(?i:negative|minus)\s*"
 _CURRENCY_SIGN = r"(?:\\?\$|[€£¥₹])"
 # "6.02 \times 10^{23}", "6.02\cdot10^{23}", "6.02 × 10^23", "6.02*10^23"; and "1.5e3", "2.5E-4".
 _TIMES_TEN = (r"\s*(?:\\times|\\cdot|[×·*x])\s*10\s*\^\s*(?:\{\s*[-−+]?\d+\s*\}|[-−+]?\d+)")
@@ -43,7 +43,7 @@ _SINGLE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L"}
 _SPACING = re.compile(r"\\[,!;: ]|\\quad|\\qquad|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _CURRENCY = re.compile(r"\\\$|\$|€|£|¥|₹|\b(?:USD|EUR|GBP|Rs\.?)\s*")
-_LEADING_SIGN_WORD = re.compile(r"^(?i:negative|minus|neg\.)\s*(?=[\d.$\\€£¥₹])")
+_LEADING_SIGN_WORD = re.compile(r"^(?i:negative|minus)\s*(?=[\d.$\\€£¥₹])")
 _MINUS = re.compile(f"[{_MINUS_CHARS}]")
 
 
