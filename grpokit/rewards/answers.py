@@ -1,7 +1,8 @@
-"""Finding the final answer in a completion, and reading plain numbers by value.
+"""Finding the final answer in a completion.
 
 Everything here is pure string work with linear-time regexes, so a 100 kB completion costs
-well under a millisecond of scanning per pass. Equivalence of LaTeX answers lives in latex.py.
+well under a millisecond of scanning per pass. Numbers by value live in numbers.py, choices in
+choices.py, and whether two answers match in matching.py.
 
 Order of trust when looking for the final answer (after dropping a ``<think>`` block):
 

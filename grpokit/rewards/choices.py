@@ -17,7 +17,9 @@ _LETTER = "A-J"
 # \text{(C)}, \textbf{C}, \mathrm{(C)}, \mbox{C)}: unwrap to the inside first.
 _WRAPPED = re.compile(r"\\(?:text|textbf|mathrm|mbox|textrm)\s*\{\s*(\(?\s*[A-Ja-j]\s*\)?)\s*\}")
 _DECOR = re.compile(r"[*_`]+|\$+")
-_PREFIX = re.compile(r"^(?i:(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:=]?\s*)")
+_PREFIX = re.compile(
+    r"^(?i:(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:=]?\s*)"
+)
 # (C) in any case; C) and bare C in capitals. A bare letter must be followed by the end,
 # punctuation, or whitespace and then something that is not a word (its value).
 _LEADING = re.compile(

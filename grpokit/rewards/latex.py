@@ -1,14 +1,8 @@
-"""Is a predicted answer equal to the reference? Numbers by value, LaTeX by math-verify, in time.
+"""LaTeX answers compared by math-verify, guarded and in time: ``latex_equivalent(gold, pred)``.
 
-``answers_match(gold, pred)`` answers True, False, or None when it could not decide in time.
-It tries, cheapest first:
-
-1. both sides plain numbers (``1,234``, ``$18.00``, ``\\frac{3}{4}``, ``50\\%``): exact value
-   comparison with ``fractions.Fraction``, no sympy at all (the GSM8K fast path);
-2. the same text after light normalisation (spacing macros, ``\\left``/``\\right``, ``\\dfrac``);
-3. math-verify (``parse`` both sides, ``verify(gold, pred)``) under a wall-clock limit;
-   an extracted answer longer than 1,000 characters (and 4x the reference) is wrong outright.
-   (matching.py decides choices and equations before this step.)
+It answers True, False, or None when it could not judge. It is the last step of
+``answers_match`` (matching.py), after exact numbers, normalised text, choices and equations;
+math-verify ``parse``s both sides and ``verify(gold, pred)`` decides under a wall-clock limit.
 
 The guard. math-verify parses what it can and drops the rest: ``2\\mathrm{e}`` parses as
 ``2`` and ``2\\sqrt{3}+\\text{m}`` as ``2``, so a fragment could be judged equal to the
@@ -45,7 +39,6 @@ from .numbers import normalize_text
 __all__ = ["latex_equivalent", "canonical_latex", "DEFAULT_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 5.0
-_MAX_ANSWER_CHARS = 1000
 
 log = logging.getLogger("grpokit.rewards")
 

@@ -10,8 +10,8 @@ or read only part of an answer; see latex.py). Cheapest first:
    prediction opens with, compared with it (see choices.py);
 4. a prediction that is an equation while the reference is not: ``x = 5`` (a lone variable,
    possibly with a subscript or an argument: ``x_1``, ``\\theta``, ``f(2)``, ``AB``) is compared
-   by its other side (``5 = x`` too); any other equation only if it holds (``16-3-4 = 9`` reads as 9),
-   so ``5 = 4`` is not 4;
+   by its other side (``5 = x`` too); any other equation only if it holds (``16-3-4 = 9``
+   reads as 9), so ``5 = 4`` is not 4;
 5. math-verify, under a time limit, with the partial-parse guard (latex.py).
 """
 
