@@ -45,6 +45,7 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _CURRENCY = re.compile(r"\\\$|\$|€|£|¥|₹|\b(?:USD|EUR|GBP|Rs\.?)\s*")
 _LEADING_SIGN_WORD = re.compile(r"^(?i:negative|minus)\s*(?=[\d.$\\€£¥₹])")
 _MINUS = re.compile(f"[{_MINUS_CHARS}]")
+_INTEGER = re.compile(r"-?\d{1,30}")
 
 
 def normalize_text(answer: str) -> str:
@@ -93,6 +94,8 @@ def parse_number(answer: str) -> Fraction | None:
     if not isinstance(answer, str) or len(answer) > 100:
         return None
     s = answer.strip()
+    if _INTEGER.fullmatch(s):  # the common case, kept cheap: "18", "-5"
+        return Fraction(int(s))
     if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and not s[1:-1].strip().startswith("$"):
         s = s[1:-1]
     s = _strip_decorations(s)
