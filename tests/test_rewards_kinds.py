@@ -69,6 +69,10 @@ EQUATIONS = [
     (r"\boxed{5 = x}", "5", 1.0),
     (r"\boxed{\frac{1}{2} = 0.4}", "0.4", -0.5),
     (r"\boxed{x^2 = 4}", "4", -0.5),
+    (r"\boxed{a + b = 7}", "7", -0.5),  # not a lone variable: the equation is the answer
+    (r"\boxed{x = 2, y = 3}", "(2, 3)", 1.0),  # a system: math-verify compares it whole
+    (r"\boxed{x = 2 \text{ and } y = 3}", "(2, 3)", 1.0),
+    (r"\boxed{5 = 4, 3 = 2}", "(4, 2)", -0.5),
 ]
 
 CONSTANTS_AND_PARTIAL_PARSES = [

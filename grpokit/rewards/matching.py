@@ -11,7 +11,7 @@ or read only part of an answer; see latex.py). Cheapest first:
 4. a prediction that is an equation while the reference is not: ``x = 5`` (a lone variable,
    possibly with a subscript or an argument: ``x_1``, ``\\theta``, ``f(2)``, ``AB``) is compared
    by its other side (``5 = x`` too); any other equation only if it holds (``16-3-4 = 9``
-   reads as 9), so ``5 = 4`` is not 4;
+   reads as 9), so ``5 = 4`` is not 4; a system (``x = 2, y = 3``) goes to math-verify whole;
 5. math-verify, under a time limit, with the partial-parse guard (latex.py).
 """
 
@@ -32,26 +32,39 @@ _LONE_VARIABLE = re.compile(
     r"(?:_\s*(?:\{[^{}=]*\}|\w))?'*(?:\s*\([^()=]*\))?$"
 )
 _OPENERS, _CLOSERS = "{([", "})]"
+_AND = re.compile(r"\\(?:text|mbox|textrm)\s*\{\s*and\s*\}|\\quad|\band\b")
 
 
-def equation_sides(answer: str) -> list[str]:
-    """The sides of ``answer`` split at each ``=`` outside brackets (one side if none).
+def _split_top_level(answer: str, separators: str) -> list[str]:
+    """``answer`` split at each character of ``separators`` outside brackets.
 
-    ``<=``, ``>=``, ``!=`` and ``==`` are not split: they are not equations of values.
+    An ``=`` that is part of ``<=``, ``>=``, ``!=`` or ``==`` does not split.
     """
-    sides, depth, start = [], 0, 0
+    parts, depth, start = [], 0, 0
     for k, ch in enumerate(answer):
         if ch in _OPENERS:
             depth += 1
         elif ch in _CLOSERS:
             depth -= 1
-        elif ch == "=" and depth == 0:
-            before, after = answer[k - 1:k], answer[k + 1:k + 2]
-            if before not in ("<", ">", "!", "=") and after != "=":
-                sides.append(answer[start:k])
-                start = k + 1
-    sides.append(answer[start:])
-    return [side.strip() for side in sides]
+        elif ch in separators and depth == 0:
+            if ch == "=" and (answer[k - 1:k] in ("<", ">", "!", "=") or answer[k + 1:k + 2] == "="):
+                continue
+            parts.append(answer[start:k])
+            start = k + 1
+    parts.append(answer[start:])
+    return [part.strip() for part in parts]
+
+
+def equation_sides(answer: str) -> list[str]:
+    """The sides of ``answer`` split at each ``=`` outside brackets (one side if none)."""
+    return _split_top_level(answer, "=")
+
+
+def _is_system(answer: str) -> bool:
+    """``x = 2, y = 3`` (or ``;``, ``\\text{ and }``): several variables' values, for math-verify."""
+    equations = [equation_sides(item) for item in _split_top_level(_AND.sub(",", answer), ",;")]
+    equations = [sides for sides in equations if len(sides) > 1]
+    return len(equations) >= 2 and all(_LONE_VARIABLE.match(sides[0]) for sides in equations)
 
 
 def _equation_verdict(gold: str, sides: list[str], timeout_s: float | None):
@@ -92,6 +105,6 @@ def answers_match(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIM
     pred = _SIGN_WORD.sub("-", pred.strip())
     if len(equation_sides(gold)) == 1:
         sides = equation_sides(pred)
-        if len(sides) > 1:
+        if len(sides) > 1 and not _is_system(pred):
             return _equation_verdict(gold, sides, timeout_s)
     return latex_equivalent(gold, pred, timeout_s=timeout_s)
