@@ -25,6 +25,8 @@ SIGN_WORDS = [
     ("So 20 minus 5 gives 15", "15", 1.0),
     ("So 20 minus 5 gives 15", "-5", -0.5),
     ("The slope is negative, so the answer is 3", "3", 1.0),
+    ("The answer is 5 minus 3 = 2", "2", 1.0),
+    ("The answer is negative 5 minus 2 = negative 7", "-7", 1.0),
 ]
 
 ESCAPES_AND_CURRENCY = [
@@ -106,6 +108,8 @@ CHOICES = [
     ("It is 12, which is choice (C).", r"\text{(C)}", 1.0),
     ("Final Answer: The final answer is $(C)$. I hope it is correct.", r"\text{(C)}", 1.0),
     ("Option A is wrong. Not sure.", "A", -1.0),
+    ("the answer is (c)", r"\text{(C)}", 1.0),
+    ("Final Answer: (a) 12 (b) 15", "12", 1.0),  # parts of a question, not choices
     ("The answer is (B)", r"\text{(C)}", -0.5),
     (r"\boxed{B}", "C", -0.5),
     ("Answer: (B), not (D)", "D", -0.5),

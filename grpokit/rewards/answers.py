@@ -48,6 +48,7 @@ _MATH_SPAN = re.compile(
     re.DOTALL,
 )
 _ARITHMETIC = set("+-*/×÷=−^")
+_WORD_OPERATOR = re.compile(r"(?i:minus|plus|times|divided\s+by|multiplied\s+by)\b")
 _LATEX_HINT = re.compile(r"\\[a-zA-Z]|[\^_{}]")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _MAX_BOX_CHARS = 5000
@@ -158,7 +159,8 @@ def _answer_from_clause(clause: str) -> str | None:
     if _LATEX_HINT.search(clause):
         return clause.rstrip(".,;:").strip() or None
     first = _NUMBER_IN_TEXT.match(clause)
-    if first and clause[first.end():].lstrip()[:1] not in _ARITHMETIC:
+    rest = clause[first.end():].lstrip() if first else ""
+    if first and rest[:1] not in _ARITHMETIC and not _WORD_OPERATOR.match(rest):
         return first.group(0).strip()  # "18 (since 9*2 = 17+1)" reads 18
     number = _NUMBER_IN_TEXT.search(clause.rsplit("=", 1)[-1])
     if number:

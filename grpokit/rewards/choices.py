@@ -20,14 +20,15 @@ _DECOR = re.compile(r"[*_`]+|\$+")
 _PREFIX = re.compile(
     r"^(?i:(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:=]?\s*)"
 )
-# (C) in any case; C) and bare C in capitals. A bare letter must be followed by the end,
+# (C), C) and bare C, in capitals. A bare letter must be followed by the end,
 # punctuation, or whitespace and then something that is not a word (its value).
 _LEADING = re.compile(
-    rf"^(?:\(\s*([{_LETTER}a-j])\s*\)|([{_LETTER}])\)|([{_LETTER}])"
+    rf"^(?:\(\s*([{_LETTER}])\s*\)|([{_LETTER}])\)|([{_LETTER}])"
     r"(?=$|[.:,;!]|\s*$|\s+(?:[-−$\\(\d]|or\b|and\b|not\b)))"
 )
 
 
+_LOWER = re.compile(r"^\(\s*([a-j])\s*\)")
 _NAMED = re.compile(rf"(?i:\bis|answer|:)\s+(?i:the\s+)?(?i:option|choice)\s+\(?([{_LETTER}])\b\)?")
 
 
@@ -46,11 +47,17 @@ def choice_letter(answer: str) -> str | None:
     return (match.group(1) or match.group(2)).upper()
 
 
-def leading_choice(text: str) -> str | None:
+def leading_choice(text: str, *, lower_case: bool = False) -> str | None:
     """The choice a piece of answer text opens with (``"(D), not (B)"`` gives ``D``,
-    ``"C: 12"`` gives ``C``, ``"option (B)"`` gives ``B``), or None."""
+    ``"C: 12"`` gives ``C``, ``"option (B)"`` gives ``B``), or None.
+
+    Letters are capitals; ``lower_case=True`` also reads ``(c)`` (by default that is the
+    first part of a multi-part answer, "(a) 12 (b) 15", not a choice).
+    """
     s = _PREFIX.sub("", _unwrapped(text[:200].lstrip(" \t*:=")))
     match = _LEADING.match(s)
+    if match is None and lower_case:
+        match = _LOWER.match(s)
     if not match:
         return None
     return next(g for g in match.groups() if g is not None).upper()

@@ -97,7 +97,7 @@ def answers_match(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIM
         return True
     letter = choice_letter(gold)
     if letter is not None:
-        chosen = leading_choice(pred)
+        chosen = leading_choice(pred, lower_case=True)
         if chosen is not None:
             return chosen == letter
     if len(pred) > max(_MAX_ANSWER_CHARS, 4 * len(gold)):
