@@ -159,10 +159,21 @@ def test_each_kind_has_the_issue_case_and_five_more_forms(kind):
     assert len(KINDS[kind]) >= 6
 
 
-def test_a_fragment_that_math_verify_judges_equal_is_not_judged():
-    # math-verify reads "2\sqrt{3}+\text{m}" as its first fragment, 2
-    assert latex_equivalent("2", r"2\sqrt{3}+\text{m}", timeout_s=30.0) is None
-    assert latex_equivalent("3", r"3 \text{ apples}", timeout_s=30.0) is True  # a unit word
+# Each is read by math-verify as 2 alone, and so "equal" to 2.
+@pytest.mark.parametrize("fragmentary", [
+    r"2\sqrt{3}+\text{m}", r"2 \cdot \unknown{3}", r"2\sqrt{3", r"2 \times \foo",
+    r"2 \mathrm{cm}^2", r"2\mathbf{e}",
+])
+def test_a_fragment_that_math_verify_judges_equal_is_not_judged(fragmentary):
+    assert latex_equivalent("2", fragmentary, timeout_s=30.0) is None
+
+
+@pytest.mark.parametrize("whole", [r"3 \text{ apples}", r"3\;\mathrm{kg}", r"\frac{6}{2}", r"\sqrt{9}"])
+def test_unit_words_and_known_commands_are_read_whole(whole):
+    assert latex_equivalent("3", whole, timeout_s=30.0) is True
+
+
+def test_could_not_judge_is_counted_by_the_scorer():
     result = RewardScorer(["math"], [1.0], kwargs={"math": {"timeout_s": 30.0}}).score(
         [r"\boxed{2\sqrt{3}+\text{m}}", r"\boxed{2}"], [{"answer": "2"}] * 2)
     assert result.total == [None, 1.0]

@@ -8,10 +8,11 @@ The guard. math-verify parses what it can and drops the rest: ``2\\mathrm{e}`` p
 ``2`` and ``2\\sqrt{3}+\\text{m}`` as ``2``, so a fragment could be judged equal to the
 reference. Constants people write in several ways (``\\mathrm{e}``, ``{\\rm e}``,
 ``\\mathrm{\\pi}``, ``\\exp(1)``) are first rewritten to the forms it reads by value
-(``e``, ``\\pi``); then a "True" from math-verify stands only if both sides parsed whole (what
-it read, less unit words in ``\\text{}``, is all of the input, and does not end in an
-operator). Otherwise the verdict is None, "could not judge", which the scorer counts in its
-``none_share``; a "False" stands as it is.
+(``e``, ``\\pi``); then a "True" from math-verify stands only if both sides parsed whole:
+braces balance, every command is one it knows (``\\frac``, ``\\sqrt``, ``\\pi``, ...; not
+``\\foo``), and what it read, less unit words in ``\\text{}``, is all of the input and does
+not end in an operator. Otherwise the verdict is None, "could not judge", which the scorer
+counts in its ``none_share``; a "False" stands as it is.
 
 The time limit. math-verify's own timeouts use ``signal.alarm`` with whole seconds, swallow the
 timeout into a plain ``False`` (a wrong answer, not "could not judge") and raise in any thread
@@ -112,8 +113,37 @@ def canonical_latex(expression: str) -> str:
     return expression
 
 
+# LaTeX commands math-verify reads; anything else (``\\foo``, a typo) it may silently drop.
+_KNOWN_COMMANDS = frozenset("""
+    frac dfrac tfrac cfrac sqrt left right big Big bigl bigr Bigl Bigr text textbf textrm mbox
+    mathrm mathbf mathit mathnormal mathbb operatorname rm displaystyle boxed fbox
+    pi infty circ degree pm mp cdot times div ast star cdots ldots dots vdots ddots
+    le leq ge geq ne neq lt gt approx equiv sim in notin cup cap setminus subset subseteq
+    supset supseteq emptyset varnothing to rightarrow mapsto angle triangle perp parallel mid
+    sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln lg exp max min gcd lcm
+    det deg lim sum prod int binom dbinom tbinom choose pmod bmod mod floor ceil lfloor
+    rfloor lceil rceil langle rangle vert lvert rvert Vert lVert rVert prime overline vec hat
+    bar tilde dot begin end pmatrix bmatrix matrix vmatrix array cases quad qquad
+    alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu
+    xi omicron rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta
+    Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega
+""".split())
+_COMMAND = re.compile(r"\\([a-zA-Z]+)")
+_ESCAPED_BRACE = re.compile(r"\\[{}]")
+
+
+def _readable(expression: str) -> bool:
+    """Balanced braces and only commands math-verify knows: it cannot drop part of this."""
+    braces = _ESCAPED_BRACE.sub("", expression)
+    if braces.count("{") != braces.count("}"):
+        return False
+    return all(name in _KNOWN_COMMANDS for name in _COMMAND.findall(expression))
+
+
 def _parsed_whole(expression: str, parsed) -> bool:
     """Did math-verify read all of ``expression``? ``parsed[-1]`` is the text it read."""
+    if not _readable(expression):
+        return False
     if not parsed or not isinstance(parsed[-1], str):
         return True  # nothing to compare with: trust it
     read = normalize_text(parsed[-1])

@@ -32,6 +32,7 @@ _LONE_VARIABLE = re.compile(
     r"(?:_\s*(?:\{[^{}=]*\}|\w))?'*(?:\s*\([^()=]*\))?$"
 )
 _OPENERS, _CLOSERS = "{([", "})]"
+_NOT_EQUATION = ("<", ">", "!", "=")  # before "=": <=, >=, !=, ==
 _AND = re.compile(r"\\(?:text|mbox|textrm)\s*\{\s*and\s*\}|\\quad|\band\b")
 
 
@@ -47,7 +48,7 @@ def _split_top_level(answer: str, separators: str) -> list[str]:
         elif ch in _CLOSERS:
             depth -= 1
         elif ch in separators and depth == 0:
-            if ch == "=" and (answer[k - 1:k] in ("<", ">", "!", "=") or answer[k + 1:k + 2] == "="):
+            if ch == "=" and (answer[k - 1:k] in _NOT_EQUATION or answer[k + 1:k + 2] == "="):
                 continue
             parts.append(answer[start:k])
             start = k + 1
@@ -61,7 +62,7 @@ def equation_sides(answer: str) -> list[str]:
 
 
 def _is_system(answer: str) -> bool:
-    """``x = 2, y = 3`` (or ``;``, ``\\text{ and }``): several variables' values, for math-verify."""
+    """``x = 2, y = 3`` (or ``;``, ``\\text{ and }``): several variables' values (math-verify's)."""
     equations = [equation_sides(item) for item in _split_top_level(_AND.sub(",", answer), ",;")]
     equations = [sides for sides in equations if len(sides) > 1]
     return len(equations) >= 2 and all(_LONE_VARIABLE.match(sides[0]) for sides in equations)
