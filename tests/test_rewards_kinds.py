@@ -135,6 +135,9 @@ SCIENTIFIC = [
     (r"\boxed{1.5e3}", "1501", -0.5),
     (r"\boxed{6.022 \times 10^{23}}", r"6.02 \times 10^{23}", -0.5),  # exact, not close
     (r"\boxed{2e}", "2", -0.5),  # Euler's number, not an exponent
+    ("The answer is 6.02 \u00d7 10\u00b2\u00b3 atoms.", "6.02e23", 1.0),
+    (r"We get 6.02 \times 10^{23} atoms", "6.02e23", 1.0),
+    ("so about 1.5\u00d710\u207b\u00b3 m", "0.0015", 1.0),
 ]
 
 KINDS = {

@@ -19,8 +19,11 @@ NUM = r"(?:\d{1,3}(?:(?:,|\{,\})\d{3})+|\d+)(?:\.\d+)?|\.\d+"
 _MINUS_CHARS = "-−–‒﹣－"
 _SIGN_WORD = r"(?<![\d)\]}%]\s)(?<![\d)\]}%])\b(?i:negative|minus)\s*"
 _CURRENCY_SIGN = r"(?:\\?\$|[€£¥₹])"
-# "6.02 \times 10^{23}", "6.02\cdot10^{23}", "6.02 × 10^23", "6.02*10^23"; and "1.5e3", "2.5E-4".
-_TIMES_TEN = (r"\s*(?:\\times|\\cdot|[×·*x])\s*10\s*\^\s*(?:\{\s*[-−+]?\d+\s*\}|[-−+]?\d+)")
+# "6.02 \times 10^{23}", "6.02\cdot10^{23}", "6.02 × 10^23", "6.02 × 10²³", "6.02*10^23";
+# and "1.5e3", "2.5E-4".
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺"
+_TIMES_TEN = (r"\s*(?:\\times|\\cdot|[×·*x])\s*10\s*(?:\^\s*(?:\{\s*[-−+]?\d+\s*\}|[-−+]?\d+)"
+              rf"|[{_SUPERSCRIPTS}]+)")
 _E_EXPONENT = r"[eE][-+]?\d+(?![\w.])"
 # A number token in running text: optional sign (a sign character not glued to a preceding word
 # or number, so "16-3" reads as 16 and 3; or a sign word), optional currency, digits with
@@ -47,6 +50,8 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _CURRENCY = re.compile(r"\\\$|\$|€|£|¥|₹|\b(?:USD|EUR|GBP|Rs\.?)\s*")
 _LEADING_SIGN_WORD = re.compile(r"^(?i:negative|minus)\s*(?=[\d.$\\€£¥₹])")
 _MINUS = re.compile(f"[{_MINUS_CHARS}]")
+_SUPERSCRIPT = re.compile(f"[{_SUPERSCRIPTS}]+")
+_FROM_SUPERSCRIPT = str.maketrans(_SUPERSCRIPTS, "0123456789-+")
 _INTEGER = re.compile(r"-?\d{1,30}")
 
 
@@ -71,6 +76,7 @@ def _strip_decorations(s: str) -> str:
     a leading sign word becomes ``-``."""
     s = _TEXT_WRAPPER.sub(lambda m: " " + m.group(1), s).strip()
     s = _LEADING_SIGN_WORD.sub("-", s)
+    s = _SUPERSCRIPT.sub(lambda m: "^{" + m.group(0).translate(_FROM_SUPERSCRIPT) + "}", s)
     s = _SPACING.sub("", s).replace("{,}", ",")
     s = _MINUS.sub("-", s).replace("\\%", "").replace("%", "")
     s = _DEGREES.sub("", s)
