@@ -27,6 +27,7 @@ SIGN_WORDS = [
     ("The slope is negative, so the answer is 3", "3", 1.0),
     ("The answer is 5 minus 3 = 2", "2", 1.0),
     ("The answer is negative 5 minus 2 = negative 7", "-7", 1.0),
+    ("The answer is 10 minus 15, which is negative 5.", "-5", 1.0),
 ]
 
 ESCAPES_AND_CURRENCY = [
@@ -66,6 +67,8 @@ EQUATIONS = [
     (r"\boxed{\sqrt{9} = 3}", "3", 1.0),
     ("The answer is 5 = 4", "4", -0.5),
     ("The answer is: 16 - 3 - 4 = 9", "9", 1.0),
+    ("The answer is 5 + 3, which is 9", "9", -0.5),
+    ("The answer is 5 + 3 which makes 8", "8", 1.0),
     (r"\boxed{y = 2x + 3}", "y = 2x + 3", 1.0),
     (r"\boxed{x = 5}", "x=5", 1.0),
     (r"\boxed{5 = x}", "5", 1.0),

@@ -48,6 +48,8 @@ _MATH_SPAN = re.compile(
     re.DOTALL,
 )
 _ARITHMETIC = set("+-*/×÷=−^")
+# Where a worked result follows: "16 - 3 - 4 = 9", "5 + 3, which is 8".
+_RESULT_IS = re.compile(r"=|,?\s*\b(?i:which\s+)?(?i:is|equals|gives|makes)\b")
 _WORD_OPERATOR = re.compile(r"(?i:minus|plus|times|divided\s+by|multiplied\s+by)\b")
 _LATEX_HINT = re.compile(r"\\[a-zA-Z]|[\^_{}]")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -162,20 +164,21 @@ def _answer_from_clause(clause: str) -> str | None:
     rest = clause[first.end():].lstrip() if first else ""
     if first and rest[:1] not in _ARITHMETIC and not _WORD_OPERATOR.match(rest):
         return first.group(0).strip()  # "18 (since 9*2 = 17+1)" reads 18
-    number = _NUMBER_IN_TEXT.search(clause.rsplit("=", 1)[-1])
+    sides = _RESULT_IS.split(clause)
+    number = _NUMBER_IN_TEXT.search(sides[-1])
     if number:
-        return clause if _false_equation(clause, number.group(0)) else number.group(0).strip()
+        sides[-1] = number.group(0).strip()
+        return " = ".join(map(str.strip, sides)) if _false_equation(sides) else sides[-1]
     if " " not in clause and len(clause) <= 30:
         return clause.rstrip(".,;:")
     return None
 
 
-def _false_equation(clause: str, result: str) -> bool:
-    """True if ``clause`` is arithmetic ``a = b = ... = result`` whose sides differ in value."""
-    sides = clause.split("=")
+def _false_equation(sides: list[str]) -> bool:
+    """True if ``a = b = ... = result`` is arithmetic whose sides differ in value."""
     if len(sides) < 2:
         return False
-    values = [evaluate_arithmetic(side) for side in sides[:-1]] + [parse_number(result)]
+    values = [evaluate_arithmetic(side) for side in sides]
     return None not in values and len(set(values)) > 1
 
 
