@@ -50,6 +50,7 @@ _MATH_SPAN = re.compile(
 _ARITHMETIC = set("+-*/×÷=−^")
 # Where a worked result follows: "16 - 3 - 4 = 9", "5 + 3, which is 8".
 _RESULT_IS = re.compile(r"=|,?\s*\b(?i:which\s+)?(?i:is|equals|gives|makes)\b")
+_EQUALS = re.compile("=")
 _WORD_OPERATOR = re.compile(r"(?i:minus|plus|times|divided\s+by|multiplied\s+by)\b")
 _LATEX_HINT = re.compile(r"\\[a-zA-Z]|[\^_{}]")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -164,7 +165,7 @@ def _answer_from_clause(clause: str) -> str | None:
     rest = clause[first.end():].lstrip() if first else ""
     if first and rest[:1] not in _ARITHMETIC and not _WORD_OPERATOR.match(rest):
         return first.group(0).strip()  # "18 (since 9*2 = 17+1)" reads 18
-    sides = _RESULT_IS.split(clause)
+    sides = (_RESULT_IS if first else _EQUALS).split(clause)  # words count after a number only
     number = _NUMBER_IN_TEXT.search(sides[-1])
     if number:
         sides[-1] = number.group(0).strip()
