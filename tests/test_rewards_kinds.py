@@ -113,6 +113,11 @@ CHOICES = [
     ("Option A is wrong. Not sure.", "A", -1.0),
     ("the answer is (c)", r"\text{(C)}", 1.0),
     ("Final Answer: (a) 12 (b) 15", "12", 1.0),  # parts of a question, not choices
+    ("The answer is (C) 12", "12", 1.0),  # a numeric reference: the value after the letter
+    (r"\boxed{(C)\ \frac{1}{2}}", "0.5", 1.0),
+    (r"\boxed{A, B}", "B, A", 1.0),  # a set of points, not choice A
+    (r"\boxed{A + B}", "B + A", 1.0),
+    ("The answer is C: 12.\nThat was easy.", "C", 1.0),
     ("The answer is (B)", r"\text{(C)}", -0.5),
     (r"\boxed{B}", "C", -0.5),
     ("Answer: (B), not (D)", "D", -0.5),
@@ -219,7 +224,15 @@ def test_choice_letter_of_a_reference(gold, letter):
 
 @pytest.mark.parametrize("text, letter", [
     ("(D), not (B)", "D"), ("C: 12", "C"), ("option (B)", "B"), ("E.", "E"), ("**B**", "B"),
-    ("A bit more", None), ("I think", None), ("A = 5", None), ("Monday", None),
+    ("(c)", "C"), ("A bit more", None), ("I think", None), ("A = 5", None), ("Monday", None),
 ])
-def test_leading_choice(text, letter):
+def test_leading_choice_against_a_choice_reference(text, letter):
+    assert leading_choice(text, lenient=True) == letter
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("(D), not (B)", "D"), ("C) 12", "C"), ("C: 12", None), ("A, B", None), (r"A \cup B", None),
+    ("(a) 12 (b) 15", None),
+])
+def test_leading_choice_in_any_answer_needs_a_parenthesis(text, letter):
     assert leading_choice(text) == letter

@@ -137,11 +137,12 @@ def _first_math_span(clause: str) -> tuple[int, str] | None:
     return None
 
 
-def _answer_from_clause(clause: str) -> str | None:
+def _answer_from_clause(clause: str, choices: bool = False) -> str | None:
     """The answer in the text that follows a marker or ``####``: first formula, else first number.
 
     The clause stops at the end of its sentence, so "Answer: 18. I hope this helps with your 2
-    questions" reads 18. A clause that opens with a choice reads the choice ("(D), not (B)").
+    questions" reads 18. A clause that opens with a choice reads whole ("(D), not (B)"); with
+    ``choices`` (the reference is a choice) "C: 12" and "C" count as choices too.
     A clause that opens with a number reads that number, unless arithmetic follows it: a worked
     equation ("16 - 3 - 4 = 9", "x = 9") reads the part after the last ``=``, a false one
     ("5 = 4") reads whole. A clause with neither a number nor a formula counts only if it is
@@ -150,9 +151,8 @@ def _answer_from_clause(clause: str) -> str | None:
     clause = clause[:4000].strip().lstrip("*:= \t").strip()
     end = _SENTENCE_END.search(clause)
     stop = end.start() if end else len(clause)
-    choice = leading_choice(clause[:stop])
-    if choice is not None:
-        return f"({choice})"
+    if leading_choice(clause[:stop], lenient=choices) is not None:  # "(C) 12", "(D), not (B)"
+        return clause[:stop].strip().strip("*").rstrip(".,;:").strip()
     math = _first_math_span(clause[:2000])
     if math is not None and math[0] < stop:
         return math[1]
@@ -190,12 +190,13 @@ def _last_number(text: str) -> str | None:
     return last.group(0).strip() if last else None
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, *, choices: bool = False) -> str | None:
     """The final answer written in ``text`` as a string, or None if there is none.
 
     See the module docstring for the order of trust. When a ``<think>...</think>`` block exists
     only the text after it is read, so a wrong intermediate number inside the thinking never
-    counts; an unclosed ``<think>`` gives None.
+    counts; an unclosed ``<think>`` gives None. ``choices=True`` (the reference is a choice
+    letter) also reads a bare letter after a marker as the answer ("The answer is C: 12").
     """
     if not isinstance(text, str):
         return None
@@ -209,14 +210,14 @@ def extract_answer(text: str) -> str | None:
     for hashes in _HASHES.finditer(visible):
         pass
     if hashes is not None:
-        found = _answer_from_clause(hashes.group(1))
+        found = _answer_from_clause(hashes.group(1), choices)
         if found:
             return found
     marker = None
     for marker in _MARKER.finditer(visible):
         pass
     if marker is not None:
-        found = _answer_from_clause(visible[marker.end():marker.end() + 4000])
+        found = _answer_from_clause(visible[marker.end():marker.end() + 4000], choices)
         if found:
             return found
     return _last_number(visible)

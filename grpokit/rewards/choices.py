@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["choice_letter", "leading_choice", "last_line_choice"]
+__all__ = ["choice_letter", "leading_choice", "split_choice", "last_line_choice"]
 
 _LETTER = "A-J"
 # \text{(C)}, \textbf{C}, \mathrm{(C)}, \mbox{C)}: unwrap to the inside first.
 _WRAPPED = re.compile(r"\\(?:text|textbf|mathrm|mbox|textrm)\s*\{\s*(\(?\s*[A-Ja-j]\s*\)?)\s*\}")
-_DECOR = re.compile(r"[*_`]+|\$+")
+_DECOR = re.compile(r"\*+|(?<!\\)\$+")
 _PREFIX = re.compile(
     r"^(?i:(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:=]?\s*)"
 )
-# (C), C) and bare C, in capitals. A bare letter must be followed by the end,
-# punctuation, or whitespace and then something that is not a word (its value).
-_LEADING = re.compile(
-    rf"^(?:\(\s*([{_LETTER}])\s*\)|([{_LETTER}])\)|([{_LETTER}])"
+# Strict (any answer): (C) or C), in capitals. Lenient (against a choice reference): also
+# (c), and a bare C followed by the end, punctuation, or whitespace and then something that is
+# not a word (its value).
+_STRICT = re.compile(rf"^(?:\(\s*([{_LETTER}])\s*\)|([{_LETTER}])\))")
+_LENIENT = re.compile(
+    rf"^(?:\(\s*([{_LETTER}a-j])\s*\)|([{_LETTER}])\)|([{_LETTER}])"
     r"(?=$|[.:,;!]|\s*$|\s+(?:[-−$\\(\d]|or\b|and\b|not\b)))"
 )
-
-
-_LOWER = re.compile(r"^\(\s*([a-j])\s*\)")
 _NAMED = re.compile(rf"(?i:\bis|answer|:)\s+(?i:the\s+)?(?i:option|choice)\s+\(?([{_LETTER}])\b\)?")
 
 
@@ -47,20 +46,25 @@ def choice_letter(answer: str) -> str | None:
     return (match.group(1) or match.group(2)).upper()
 
 
-def leading_choice(text: str, *, lower_case: bool = False) -> str | None:
-    """The choice a piece of answer text opens with (``"(D), not (B)"`` gives ``D``,
-    ``"C: 12"`` gives ``C``, ``"option (B)"`` gives ``B``), or None.
+def split_choice(text: str, *, lenient: bool = False) -> tuple[str, str] | None:
+    """``(letter, rest)`` if ``text`` opens with a choice, else None: ``"(C) 12"`` gives
+    ``("C", "12")``, ``"(D), not (B)"`` gives ``("D", "not (B)")``.
 
-    Letters are capitals; ``lower_case=True`` also reads ``(c)`` (by default that is the
-    first part of a multi-part answer, "(a) 12 (b) 15", not a choice).
+    Strict by default (``(C)``, ``C)``), as any answer may open with a capital; ``lenient``
+    (when the reference is a choice) also reads ``C``, ``C.``, ``C: 12``, ``C 12``, ``(c)``.
     """
     s = _PREFIX.sub("", _unwrapped(text[:200].lstrip(" \t*:=")))
-    match = _LEADING.match(s)
-    if match is None and lower_case:
-        match = _LOWER.match(s)
+    match = (_LENIENT if lenient else _STRICT).match(s)
     if not match:
         return None
-    return next(g for g in match.groups() if g is not None).upper()
+    letter = next(g for g in match.groups() if g is not None).upper()
+    return letter, s[match.end():].strip(" \t.:,;")
+
+
+def leading_choice(text: str, *, lenient: bool = False) -> str | None:
+    """The letter of the choice ``text`` opens with, or None (see ``split_choice``)."""
+    found = split_choice(text, lenient=lenient)
+    return found[0] if found else None
 
 
 def last_line_choice(text: str) -> str | None:
@@ -71,4 +75,4 @@ def last_line_choice(text: str) -> str | None:
     if not lines or len(lines[-1]) > 80:
         return None
     named = _NAMED.findall(lines[-1])  # "12, which is choice (C)."
-    return named[-1].upper() if named else leading_choice(lines[-1])
+    return named[-1].upper() if named else leading_choice(lines[-1], lenient=True)

@@ -6,8 +6,9 @@ or read only part of an answer; see latex.py). Cheapest first:
 1. both sides plain numbers (``1,234``, ``$18.00``, ``negative 5``, ``1.5e3``, ``\\frac{3}{4}``,
    ``50\\%``): exact value comparison with ``fractions.Fraction``, no sympy at all;
 2. the same text after light normalisation (spacing macros, ``\\left``/``\\right``, ``\\dfrac``);
-3. a reference that is a choice letter (``C``, ``(C)``, ``\\text{(C)}``): the letter the
-   prediction opens with, compared with it (see choices.py);
+3. a prediction that opens with a choice (``(C) 12``): against a choice reference (``C``,
+   ``(C)``, ``\\text{(C)}``) its letter, against any other the value after the letter
+   (see choices.py);
 4. a prediction that is an equation while the reference is not: ``x = 5`` (a lone variable,
    possibly with a subscript or an argument: ``x_1``, ``\\theta``, ``f(2)``, ``AB``) is compared
    by its other side (``5 = x`` too); any other equation only if it holds (``16-3-4 = 9``
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from .choices import choice_letter, leading_choice
+from .choices import choice_letter, split_choice
 from .latex import DEFAULT_TIMEOUT_S, latex_equivalent
 from .numbers import evaluate_arithmetic, normalize_text, parse_number
 
@@ -97,10 +98,12 @@ def answers_match(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIM
     if normalize_text(gold) == normalize_text(pred):
         return True
     letter = choice_letter(gold)
-    if letter is not None:
-        chosen = leading_choice(pred, lower_case=True)
-        if chosen is not None:
-            return chosen == letter
+    chosen = split_choice(pred, lenient=letter is not None)
+    if chosen is not None:
+        if letter is not None:
+            return chosen[0] == letter
+        if chosen[1]:  # "(C) 12" against 12: the value after the letter is the answer
+            return answers_match(gold, chosen[1], timeout_s=timeout_s)
     if len(pred) > max(_MAX_ANSWER_CHARS, 4 * len(gold)):
         return False  # a page-long "answer" is wrong; no need to spend seconds in sympy on it
     pred = _SIGN_WORD.sub("-", pred.strip())

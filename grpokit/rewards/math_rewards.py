@@ -48,8 +48,9 @@ def grade(response: str, ground_truth: str, *, timeout_s: float | None = DEFAULT
     on its last line (``"...\n**(C)**"``).
     """
     gold = extract_gold(ground_truth)
-    predicted = extract_answer(response)
-    if choice_letter(gold) is not None and (predicted is None or leading_choice(predicted) is None):
+    choices = choice_letter(gold) is not None
+    predicted = extract_answer(response, choices=choices)
+    if choices and (predicted is None or leading_choice(predicted, lenient=True) is None):
         visible = strip_think(response) if isinstance(response, str) else None
         letter = last_line_choice(visible) if visible else None
         predicted = f"({letter})" if letter else predicted
