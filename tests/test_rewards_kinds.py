@@ -179,7 +179,9 @@ def test_a_fragment_that_math_verify_judges_equal_is_not_judged(fragmentary):
     assert latex_equivalent("2", fragmentary, timeout_s=30.0) is None
 
 
-@pytest.mark.parametrize("whole", [r"3 \text{ apples}", r"3\;\mathrm{kg}", r"\frac{6}{2}", r"\sqrt{9}"])
+@pytest.mark.parametrize("whole", [
+    r"3 \text{ apples}", r"3\;\mathrm{kg}", r"\frac{6}{2}", r"\sqrt{9}",
+])
 def test_unit_words_and_known_commands_are_read_whole(whole):
     assert latex_equivalent("3", whole, timeout_s=30.0) is True
 
