@@ -271,6 +271,21 @@ def test_rows_of_the_wrong_type_are_named(tmp_path, lines, message):
         load_split(DataConfig(source=str(path)))
 
 
+@pytest.mark.parametrize("answer", ['""', '"   "', '"\\n\\t"'])
+def test_an_empty_jsonl_answer_is_refused_naming_the_row(tmp_path, answer):
+    path = tmp_path / "empty_answer.jsonl"
+    path.write_text('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": %s}\n' % answer)
+    with pytest.raises(DataError, match="row 2: column 'answer' is empty"):
+        load_split(DataConfig(source=str(path)))
+
+
+def test_an_empty_csv_answer_is_refused_naming_the_row(tmp_path):
+    path = tmp_path / "empty_answer.csv"
+    path.write_text("question,answer\nWhat is 2+2?,4\nWhat is 1+1?,\n")
+    with pytest.raises(DataError, match="row 2: column 'answer' is empty"):
+        load_split(DataConfig(source=str(path)))
+
+
 def test_json_rows_must_be_objects_and_eval_size_must_leave_training_rows(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps([{"prompt": "a"}, "b"]))

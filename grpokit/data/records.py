@@ -124,6 +124,9 @@ def to_examples(rows: list, cfg, preset: Preset | None = None, where: str = "dat
         rec["prompt"] = _text(row, fmap.prompt, i)
         if fmap.answer:
             raw = _text(row, fmap.answer, i, numbers_ok=True)
+            if not raw.strip():
+                raise DataError(f"row {i}: column {fmap.answer!r} is empty; every row needs its "
+                                "reference answer (drop the row or fill it in)")
             if fmap.keep_answer_as:
                 rec[fmap.keep_answer_as] = raw
             rec["answer"] = fmap.answer_fn(raw) if fmap.answer_fn else raw

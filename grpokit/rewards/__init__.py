@@ -6,7 +6,8 @@ combines named rewards into a weighted sum with per-component metrics. See docs/
 """
 
 from .answers import extract_answer, extract_gold, find_last_boxed, parse_number, strip_think
-from .latex import answers_match, latex_equivalent
+from .latex import latex_equivalent
+from .matching import answers_match
 from .math_rewards import (
     from_textbook,
     grade,

@@ -1,7 +1,8 @@
-"""Finding the final answer in a completion, and reading plain numbers by value.
+"""Finding the final answer in a completion.
 
 Everything here is pure string work with linear-time regexes, so a 100 kB completion costs
-well under a millisecond of scanning per pass. Equivalence of LaTeX answers lives in latex.py.
+well under a millisecond of scanning per pass. Numbers by value live in numbers.py, choices in
+choices.py, and whether two answers match in matching.py.
 
 Order of trust when looking for the final answer (after dropping a ``<think>`` block):
 
@@ -14,7 +15,10 @@ Order of trust when looking for the final answer (after dropping a ``<think>`` b
 from __future__ import annotations
 
 import re
-from fractions import Fraction
+
+from .choices import leading_choice
+from .numbers import NUMBER_IN_TEXT as _NUMBER_IN_TEXT
+from .numbers import evaluate_arithmetic, normalize_text, parse_number
 
 __all__ = [
     "extract_answer",
@@ -28,13 +32,6 @@ __all__ = [
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
-_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
-# A number token in running text: optional sign (not glued to a preceding word or number, so
-# "16-3" reads as 16 and 3), optional currency, digits with thousands separators, decimals, an
-# optional "/denominator", an optional percent sign.
-_NUMBER_IN_TEXT = re.compile(
-    r"(?:(?<![\w.])[-−])?(?:\\?\$\s*)?(?:" + _NUM + r")(?:\s*/\s*\d+(?:\.\d+)?)?(?:\s*\\?%)?"
-)
 # "final answer" may stand alone before a line break ("**Final Answer**\n18"); a bare "answer"
 # needs "is", ":" or "=" after it, so "let me answer 2 questions" is not a marker.
 _MARKER = re.compile(
@@ -44,8 +41,17 @@ _MARKER = re.compile(
 )
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)|[;!?\n]")
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+# Math spans; an escaped ``\\$`` inside ``$...$`` (``$\\$18$``) neither opens nor closes one.
+_MATH_SPAN = re.compile(
+    r"(?<!\\)\$\$((?:\\.|[^\\])+?)\$\$|(?<!\\)\$((?:\\.|[^$\\])+?)\$"
+    r"|\\\((.+?)\\\)|\\\[(.+?)\\\]",
+    re.DOTALL,
+)
 _ARITHMETIC = set("+-*/×÷=−^")
+# Where a worked result follows: "16 - 3 - 4 = 9", "5 + 3, which is 8".
+_RESULT_IS = re.compile(r"=|,?\s*\b(?i:which\s+)?(?i:is|equals|gives|makes)\b")
+_EQUALS = re.compile("=")
+_WORD_OPERATOR = re.compile(r"(?i:minus|plus|times|divided\s+by|multiplied\s+by)\b")
 _LATEX_HINT = re.compile(r"\\[a-zA-Z]|[\^_{}]")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _MAX_BOX_CHARS = 5000
@@ -131,17 +137,22 @@ def _first_math_span(clause: str) -> tuple[int, str] | None:
     return None
 
 
-def _answer_from_clause(clause: str) -> str | None:
+def _answer_from_clause(clause: str, choices: bool = False) -> str | None:
     """The answer in the text that follows a marker or ``####``: first formula, else first number.
 
     The clause stops at the end of its sentence, so "Answer: 18. I hope this helps with your 2
-    questions" reads 18. A clause that opens with a number reads that number, unless
-    arithmetic follows it: "16 - 3 - 4 = 9" and "x = 9" read the part after the last ``=``. A clause with neither a number nor a formula counts only if it is one short word
-    ("yes", "(B)", "Monday"); "the answer is not obvious" is no answer.
+    questions" reads 18. A clause that opens with a choice reads whole ("(D), not (B)"); with
+    ``choices`` (the reference is a choice) "C: 12" and "C" count as choices too.
+    A clause that opens with a number reads that number, unless arithmetic follows it: a worked
+    equation ("16 - 3 - 4 = 9", "x = 9") reads the part after the last ``=``, a false one
+    ("5 = 4") reads whole. A clause with neither a number nor a formula counts only if it is
+    one short word ("yes", "Monday"); "the answer is not obvious" is no answer.
     """
     clause = clause[:4000].strip().lstrip("*:= \t").strip()
     end = _SENTENCE_END.search(clause)
     stop = end.start() if end else len(clause)
+    if leading_choice(clause[:stop], lenient=choices) is not None:  # "(C) 12", "(D), not (B)"
+        return clause[:stop].strip().strip("*").rstrip(".,;:").strip()
     math = _first_math_span(clause[:2000])
     if math is not None and math[0] < stop:
         return math[1]
@@ -151,14 +162,25 @@ def _answer_from_clause(clause: str) -> str | None:
     if _LATEX_HINT.search(clause):
         return clause.rstrip(".,;:").strip() or None
     first = _NUMBER_IN_TEXT.match(clause)
-    if first and clause[first.end():].lstrip()[:1] not in _ARITHMETIC:
+    rest = clause[first.end():].lstrip() if first else ""
+    if first and rest[:1] not in _ARITHMETIC and not _WORD_OPERATOR.match(rest):
         return first.group(0).strip()  # "18 (since 9*2 = 17+1)" reads 18
-    number = _NUMBER_IN_TEXT.search(clause.rsplit("=", 1)[-1])
+    sides = (_RESULT_IS if first else _EQUALS).split(clause)  # words count after a number only
+    number = _NUMBER_IN_TEXT.search(sides[-1])
     if number:
-        return number.group(0).strip()
+        sides[-1] = number.group(0).strip()
+        return " = ".join(map(str.strip, sides)) if _false_equation(sides) else sides[-1]
     if " " not in clause and len(clause) <= 30:
         return clause.rstrip(".,;:")
     return None
+
+
+def _false_equation(sides: list[str]) -> bool:
+    """True if ``a = b = ... = result`` is arithmetic whose sides differ in value."""
+    if len(sides) < 2:
+        return False
+    values = [evaluate_arithmetic(side) for side in sides]
+    return None not in values and len(set(values)) > 1
 
 
 def _last_number(text: str) -> str | None:
@@ -168,12 +190,13 @@ def _last_number(text: str) -> str | None:
     return last.group(0).strip() if last else None
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, *, choices: bool = False) -> str | None:
     """The final answer written in ``text`` as a string, or None if there is none.
 
     See the module docstring for the order of trust. When a ``<think>...</think>`` block exists
     only the text after it is read, so a wrong intermediate number inside the thinking never
-    counts; an unclosed ``<think>`` gives None.
+    counts; an unclosed ``<think>`` gives None. ``choices=True`` (the reference is a choice
+    letter) also reads a bare letter after a marker as the answer ("The answer is C: 12").
     """
     if not isinstance(text, str):
         return None
@@ -187,14 +210,14 @@ def extract_answer(text: str) -> str | None:
     for hashes in _HASHES.finditer(visible):
         pass
     if hashes is not None:
-        found = _answer_from_clause(hashes.group(1))
+        found = _answer_from_clause(hashes.group(1), choices)
         if found:
             return found
     marker = None
     for marker in _MARKER.finditer(visible):
         pass
     if marker is not None:
-        found = _answer_from_clause(visible[marker.end():marker.end() + 4000])
+        found = _answer_from_clause(visible[marker.end():marker.end() + 4000], choices)
         if found:
             return found
     return _last_number(visible)
@@ -211,84 +234,3 @@ def extract_gold(answer: str) -> str:
         if boxed is not None:
             return boxed
     return text.strip()
-
-
-# ----------------------------------------------------------------------------- numbers by value
-
-_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mbox|textrm)\s*\{([^{}]*)\}")
-_FRAC = re.compile(r"^(-?)\\[dt]?frac\s*(?:\{([^{}]+)\}|(\d))\s*(?:\{([^{}]+)\}|(\d))$")
-_PLAIN = re.compile(r"^[-+]?(?:" + _NUM + r")(?:/(?:" + _NUM + r"))?$")
-_UNIT_WORDS = re.compile(r"(?<=[\d%])\s+([A-Za-z][A-Za-z.\s]*)$")
-_SINGLE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L"}
-_SPACING = re.compile(r"\\[,!;: ]|\\quad|\\qquad|~")
-_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
-_CURRENCY = re.compile(r"\\\$|\$|€|£|¥|₹|\b(?:USD|EUR|GBP|Rs\.?)\s*")
-
-
-def normalize_text(answer: str) -> str:
-    """Light canonical form used for exact string comparison before any parsing.
-
-    Drops spacing macros, ``\\left``/``\\right``, ``$`` delimiters and all whitespace, maps
-    ``\\dfrac``/``\\tfrac`` to ``\\frac``, and lower-cases nothing (``x`` and ``X`` differ).
-    """
-    s = answer.strip()
-    if len(s) >= 2 and s[0] == "$" and s[-1] == "$":
-        s = s.strip("$")
-    s = _SPACING.sub("", s)
-    s = s.replace("\\left", "").replace("\\right", "")
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = re.sub(r"\s+", "", s)
-    return s.rstrip(".")
-
-
-def _strip_decorations(s: str) -> str:
-    """Remove what does not change a number's value: currency, percent, degrees, unit words."""
-    s = _TEXT_WRAPPER.sub(lambda m: " " + m.group(1), s)
-    s = _SPACING.sub("", s).replace("{,}", ",")
-    s = s.replace("−", "-").replace("\\%", "").replace("%", "")
-    s = _DEGREES.sub("", s)
-    s = _CURRENCY.sub("", s).strip().rstrip(".")
-    unit = _UNIT_WORDS.search(s)
-    if unit:
-        word = unit.group(1).strip()
-        if len(word) >= 2 or word in _SINGLE_LETTER_UNITS:
-            s = s[: unit.start()]
-    return s.replace(" ", "")
-
-
-def parse_number(answer: str) -> Fraction | None:
-    """The exact value of an answer that is a plain number, else None.
-
-    Plain means: an optional sign, digits (``1,234`` separators allowed), an optional decimal
-    part, an optional ``/denominator`` or a ``\\frac{a}{b}`` of such numbers, with currency,
-    percent, degrees and trailing unit words ignored. ``2\\sqrt{3}``, ``x=5`` or ``40_9``
-    are not plain and return None (they go to math-verify).
-    """
-    if not isinstance(answer, str) or len(answer) > 100:
-        return None
-    s = answer.strip()
-    if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and not s[1:-1].strip().startswith("$"):
-        s = s[1:-1]
-    s = _strip_decorations(s)
-    if not s:
-        return None
-    frac = _FRAC.match(s)
-    if frac:
-        sign, num_a, num_b, den_a, den_b = frac.groups()
-        num, den = _plain_value(num_a or num_b), _plain_value(den_a or den_b)
-        if num is None or den is None or den == 0:
-            return None
-        return -num / den if sign else num / den
-    return _plain_value(s)
-
-
-def _plain_value(s: str) -> Fraction | None:
-    s = s.strip()
-    if not _PLAIN.match(s):
-        return None
-    s = s.replace(",", "")
-    if "/" in s:
-        num, den = s.split("/")
-        den_value = Fraction(den)
-        return None if den_value == 0 else Fraction(num) / den_value
-    return Fraction(s)

@@ -1,13 +1,18 @@
-"""Is a predicted answer equal to the reference? Numbers by value, LaTeX by math-verify, in time.
+"""LaTeX answers compared by math-verify, guarded and in time: ``latex_equivalent(gold, pred)``.
 
-``answers_match(gold, pred)`` answers True, False, or None when it could not decide in time.
-It tries, cheapest first:
+It answers True, False, or None when it could not judge. It is the last step of
+``answers_match`` (matching.py), after exact numbers, normalised text, choices and equations;
+math-verify ``parse``s both sides and ``verify(gold, pred)`` decides under a wall-clock limit.
 
-1. both sides plain numbers (``1,234``, ``$18.00``, ``\\frac{3}{4}``, ``50\\%``): exact value
-   comparison with ``fractions.Fraction``, no sympy at all (the GSM8K fast path);
-2. the same text after light normalisation (spacing macros, ``\\left``/``\\right``, ``\\dfrac``);
-3. math-verify (``parse`` both sides, ``verify(gold, pred)``) under a wall-clock limit;
-   an extracted answer longer than 1,000 characters (and 4x the reference) is wrong outright.
+The guard. math-verify parses what it can and drops the rest: ``2\\mathrm{e}`` parses as
+``2`` and ``2\\sqrt{3}+\\text{m}`` as ``2``, so a fragment could be judged equal to the
+reference. Constants people write in several ways (``\\mathrm{e}``, ``{\\rm e}``,
+``\\mathrm{\\pi}``, ``\\exp(1)``) are first rewritten to the forms it reads by value
+(``e``, ``\\pi``); then a "True" from math-verify stands only if both sides parsed whole:
+braces balance, every command is one it knows (``\\frac``, ``\\sqrt``, ``\\pi``, ...; not
+``\\foo``), and what it read, less unit words in ``\\text{}``, is all of the input and does
+not end in an operator. Otherwise the verdict is None, "could not judge", which the scorer
+counts in its ``none_share``; a "False" stands as it is.
 
 The time limit. math-verify's own timeouts use ``signal.alarm`` with whole seconds, swallow the
 timeout into a plain ``False`` (a wrong answer, not "could not judge") and raise in any thread
@@ -25,16 +30,16 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import re
 import signal
 import threading
 import time
 
-from .answers import normalize_text, parse_number
+from .numbers import normalize_text
 
-__all__ = ["answers_match", "latex_equivalent", "DEFAULT_TIMEOUT_S"]
+__all__ = ["latex_equivalent", "canonical_latex", "DEFAULT_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 5.0
-_MAX_ANSWER_CHARS = 1000
 
 log = logging.getLogger("grpokit.rewards")
 
@@ -90,9 +95,73 @@ def _math_verify():
     return math_verify
 
 
+_ROMAN = r"\\(?:mathrm|text|textrm|operatorname|mathit|rm|mathnormal)"
+_CONSTANTS = (
+    (re.compile(_ROMAN + r"\s*\{\s*e\s*\}|\{\s*\\rm\s+e\s*\}|\\mathrm\s+e(?![a-zA-Z])"), "e"),
+    (re.compile(_ROMAN + r"\s*\{\s*(\\pi)\s*\}|\{\s*\\rm\s*(\\pi)\s*\}"), r"\\pi"),
+    (re.compile(r"\\exp\s*(?:\\left\s*)?\(\s*1\s*(?:\\right\s*)?\)|\\exp\s*\{\s*1\s*\}"), "e"),
+)
+_UNIT_TEXT = re.compile(r"\\(?:text|textrm|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}")
+_OPEN_END = ("+", "-", "*", "/", "^", "_", "=", "\\cdot", "\\times", "\\div", ",", "(", "{")
+
+
+def canonical_latex(expression: str) -> str:
+    """``expression`` with constants in the forms math-verify reads by value: ``\\mathrm{e}``,
+    ``{\\rm e}``, ``\\exp(1)`` become ``e``; ``\\mathrm{\\pi}`` becomes ``\\pi``."""
+    for pattern, replacement in _CONSTANTS:
+        expression = pattern.sub(replacement, expression)
+    return expression
+
+
+# LaTeX commands math-verify reads; anything else (``\\foo``, a typo) it may silently drop.
+_KNOWN_COMMANDS = frozenset("""
+    frac dfrac tfrac cfrac sqrt left right big Big bigl bigr Bigl Bigr text textbf textrm mbox
+    mathrm mathbf mathit mathnormal mathbb operatorname rm displaystyle boxed fbox
+    pi infty circ degree pm mp cdot times div ast star cdots ldots dots vdots ddots
+    le leq ge geq ne neq lt gt approx equiv sim in notin cup cap setminus subset subseteq
+    supset supseteq emptyset varnothing to rightarrow mapsto angle triangle perp parallel mid
+    sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln lg exp max min gcd lcm
+    det deg lim sum prod int binom dbinom tbinom choose pmod bmod mod floor ceil lfloor
+    rfloor lceil rceil langle rangle vert lvert rvert Vert lVert rVert prime overline vec hat
+    bar tilde dot begin end pmatrix bmatrix matrix vmatrix array cases quad qquad
+    alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu
+    xi omicron rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta
+    Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega
+""".split())
+_COMMAND = re.compile(r"\\([a-zA-Z]+)")
+_ESCAPED_BRACE = re.compile(r"\\[{}]")
+
+
+def _readable(expression: str) -> bool:
+    """Balanced braces and only commands math-verify knows: it cannot drop part of this."""
+    braces = _ESCAPED_BRACE.sub("", expression)
+    if braces.count("{") != braces.count("}"):
+        return False
+    return all(name in _KNOWN_COMMANDS for name in _COMMAND.findall(expression))
+
+
+def _parsed_whole(expression: str, parsed) -> bool:
+    """Did math-verify read all of ``expression``? ``parsed[-1]`` is the text it read."""
+    if not _readable(expression):
+        return False
+    if not parsed or not isinstance(parsed[-1], str):
+        return True  # nothing to compare with: trust it
+    read = normalize_text(parsed[-1])
+    if read.endswith(_OPEN_END):
+        return False
+    whole = normalize_text(expression)
+    if read == whole:
+        return True
+    at = whole.find(read)
+    if at < 0:
+        return True  # math-verify rewrote the text (\mathrm -> \text...): cannot tell
+    rest = whole[:at] + whole[at + len(read):]
+    return not normalize_text(_UNIT_TEXT.sub("", rest)).strip(".,;:")
+
+
 def _parse(expression: str):
     mv = _math_verify()
-    return mv.parse("$" + expression + "$", parsing_timeout=None)
+    return mv.parse("$" + canonical_latex(expression) + "$", parsing_timeout=None)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -101,12 +170,18 @@ def _parse_gold(gold: str):
     return _parse(gold)
 
 
-def _verify_unlimited(gold: str, pred: str) -> bool:
+def _verify_unlimited(gold: str, pred: str) -> bool | None:
     gold_parsed = _parse_gold(gold)
     pred_parsed = _parse(pred)
     if not gold_parsed or not pred_parsed:
         return False
-    return bool(_math_verify().verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    if not _math_verify().verify(gold_parsed, pred_parsed, timeout_seconds=None):
+        return False
+    if _parsed_whole(canonical_latex(gold), gold_parsed) and _parsed_whole(
+            canonical_latex(pred), pred_parsed):
+        return True
+    log.debug("math-verify read only part of gold=%r or pred=%r: not judged", gold, pred)
+    return None
 
 
 def _verify_in_main_thread(gold: str, pred: str, timeout_s: float | None) -> bool | None:
@@ -195,27 +270,11 @@ _HELPER = _Helper()
 
 
 def latex_equivalent(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S):
-    """math-verify's verdict on ``pred`` against ``gold`` (LaTeX without ``$``), or None on timeout.
+    """math-verify's verdict on ``pred`` against ``gold`` (LaTeX without ``$``); None on timeout
+    or when "equal" rests on a part of either side (see the module docstring).
 
     ``timeout_s`` bounds parsing and verification together; None or 0 means no limit.
     """
     if threading.current_thread() is threading.main_thread():
         return _verify_in_main_thread(gold, pred, timeout_s)
     return _HELPER.verify(gold, pred, timeout_s)
-
-
-def answers_match(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S):
-    """True if ``pred`` is the same answer as ``gold``; None if math-verify ran out of time.
-
-    ``gold`` is the bare reference answer (see ``extract_gold``), ``pred`` the extracted one.
-    """
-    gold_value = parse_number(gold)
-    if gold_value is not None:
-        pred_value = parse_number(pred)
-        if pred_value is not None:
-            return gold_value == pred_value
-    if normalize_text(gold) == normalize_text(pred):
-        return True
-    if len(pred) > max(_MAX_ANSWER_CHARS, 4 * len(gold)):
-        return False  # a page-long "answer" is wrong; no need to spend seconds in sympy on it
-    return latex_equivalent(gold, pred, timeout_s=timeout_s)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from .answers import extract_answer, extract_gold
-from .latex import DEFAULT_TIMEOUT_S, answers_match
+from .answers import extract_answer, extract_gold, strip_think
+from .choices import choice_letter, last_line_choice, leading_choice
+from .latex import DEFAULT_TIMEOUT_S
+from .matching import answers_match
 
 __all__ = [
     "grade",
@@ -41,12 +43,20 @@ def gold_answer(example: dict) -> str:
 def grade(response: str, ground_truth: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S):
     """``(extracted answer, verdict)``: verdict True/False, or None if the check timed out.
 
-    The extracted answer is None when the response states no answer at all.
+    The extracted answer is None when the response states no answer at all. Against a
+    multiple-choice reference, a response whose answer is not a choice may still end in one
+    on its last line (``"...\n**(C)**"``).
     """
-    predicted = extract_answer(response)
+    gold = extract_gold(ground_truth)
+    choices = choice_letter(gold) is not None
+    predicted = extract_answer(response, choices=choices)
+    if choices and (predicted is None or leading_choice(predicted, lenient=True) is None):
+        visible = strip_think(response) if isinstance(response, str) else None
+        letter = last_line_choice(visible) if visible else None
+        predicted = f"({letter})" if letter else predicted
     if predicted is None:
         return None, False
-    return predicted, answers_match(extract_gold(ground_truth), predicted, timeout_s=timeout_s)
+    return predicted, answers_match(gold, predicted, timeout_s=timeout_s)
 
 
 def math_reward(

@@ -8,9 +8,9 @@ template already opened the block in the prompt (DeepSeek-R1 style ``...<think>\
 
 from __future__ import annotations
 
-from .answers import THINK_CLOSE, THINK_OPEN, extract_answer, extract_gold
-from .latex import DEFAULT_TIMEOUT_S, answers_match
-from .math_rewards import gold_answer
+from .answers import THINK_CLOSE, THINK_OPEN
+from .latex import DEFAULT_TIMEOUT_S
+from .math_rewards import gold_answer, grade
 
 __all__ = ["has_think_block", "think_format_reward", "think_math_reward", "reward_with_thinking"]
 
@@ -57,12 +57,9 @@ def reward_with_thinking(
     """
     thought = has_think_block(response, opened_in_prompt=opened_in_prompt)
     unfinished = opened_in_prompt and THINK_CLOSE not in response  # still thinking: no answer
-    predicted = None if unfinished else extract_answer(response)
-    verdict = False
-    if predicted is not None:
-        verdict = answers_match(extract_gold(ground_truth), predicted, timeout_s=timeout_s)
-        if verdict is None:
-            return None
+    verdict = False if unfinished else grade(response, ground_truth, timeout_s=timeout_s)[1]
+    if verdict is None:
+        return None
     if verdict:
         return float(correct_think if thought else correct_plain)
     return float(wrong_think if thought else otherwise)
