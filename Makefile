@@ -1,5 +1,6 @@
-# `make demo` and `make test` set up everything they need (a virtual environment in .venv with
-# the dependencies) and then run. Set TORCH to choose another torch build, e.g. TORCH=torch.
+# `make demo` and `make test` set up everything they need (the system packages listed in
+# scripts/system-deps.sh, a virtual environment in .venv with the dependencies) and then run.
+# Set TORCH to choose another torch build, e.g. TORCH=torch.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
@@ -7,22 +8,36 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.grpokit-installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: setup demo test clean
+# -qq: pip prints errors only (a failed install still says why), not warnings or progress
+PIP := $(PY) -m pip install -qq
 
-$(STAMP): pyproject.toml Makefile
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
-	touch $(STAMP)
+.PHONY: setup demo test clean system-deps
 
-setup: $(STAMP)
+# System packages first, so a missing one stops the command before anything runs. The
+# target-specific TARGET reaches this prerequisite, so it checks what that target needs.
+setup: TARGET = setup
+demo: TARGET = demo
+test: TARGET = test
+system-deps:
+	@PYTHON="$(PYTHON)" scripts/system-deps.sh $(or $(TARGET),setup)
 
-demo: $(STAMP)
-	$(VENV)/bin/grpokit train
+$(STAMP): pyproject.toml Makefile | system-deps
+	@echo "grpokit: installing torch and the dependencies into $(VENV) (a few minutes the first time)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) --upgrade pip
+	@$(PIP) "$(TORCH)"
+	@$(PIP) -e ".[dev]"
+	@touch $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+setup: system-deps $(STAMP)
+
+demo: system-deps $(STAMP)
+	@$(VENV)/bin/grpokit train
+
+test: system-deps $(STAMP)
+	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "grpokit: pytest collected no tests; that is a failure, not a pass" >&2; fi; \
+	exit $$rc
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

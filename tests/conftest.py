@@ -12,10 +12,16 @@ os.environ.setdefault("GRPOKIT_CACHE", str(REPO / ".cache"))
 
 @pytest.fixture(scope="session")
 def arithmetic_model_dir():
-    """Folder of the warm-started demo model (built once, then cached)."""
-    from grpokit.tasks.arithmetic import load_or_build
+    """Folder of the warm-started demo model (built once, then cached).
 
-    return load_or_build(log=lambda *_: None)
+    GRPOKIT_TEST_WARM_TARGET=0.25 (or 0.45, ...) warm-starts it to that greedy dev accuracy
+    instead, checked every 5 steps: the learning tests must hold for any warm start a CPU's float
+    rounding gives (held-out 0.25 to 0.45), and this shows them at either end."""
+    from grpokit.tasks.arithmetic import ArithmeticSpec, load_or_build
+
+    target = os.environ.get("GRPOKIT_TEST_WARM_TARGET")
+    spec = ArithmeticSpec(warm_target=float(target), warm_check_every=5) if target else ArithmeticSpec()
+    return load_or_build(spec, log=lambda *_: None)
 
 
 @pytest.fixture()

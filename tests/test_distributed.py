@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 
 HELPERS = Path(__file__).parent / "helpers"
+# Margins from measured spread (single-process runs from warm starts of 0.23, 0.335 and 0.43
+# held-out accuracy, several seeds each), relative to the run's own start so that they hold for
+# whatever warm start a CPU's float rounding gives:
+MIN_GAIN_150 = 0.10  # 150 steps: held-out gain +0.19 to +0.23 in 7 runs; half the smallest
 SHARDED_STEPS = 40  # the sharded run's length (kept short: the test stays under ~90 s)
-SHARDED_MIN_GAIN = 0.08  # held-out accuracy it must gain over those steps (0.290 -> 0.435 measured)
+# 40 steps learn too little to assert a gain from every warm start: +0.055 to +0.145 in 4 runs
+# (mean +0.10, sd 0.045; single-process from 0.23 and 0.43, sharded from 0.290 and 0.335), so
+# mean - 3 sd is below 0. Learning with 2 processes is the 150-step test's, FSDP's gradient is
+# checked exactly above; this run must not damage the model beyond that noise.
+SHARDED_MAX_DROP = 0.05
 
 
 def _free_port() -> int:
@@ -63,7 +71,7 @@ def test_two_process_demo_learns_and_resumes(arithmetic_model_dir, tmp_path):
     assert "resumed from" in second.stdout + second.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 150
-    assert summary["accuracy_after"] - summary["accuracy_before"] >= 0.08, summary
+    assert summary["accuracy_after"] - summary["accuracy_before"] >= MIN_GAIN_150, summary
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, *range(1, 151), 150]  # rank 0 alone wrote the log, once per step
 
@@ -97,7 +105,7 @@ def test_two_process_sharded_run_checkpoints_resumes_and_saves_a_plain_model(ari
     assert "resumed from" in second.stdout + second.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == steps
-    assert summary["accuracy_after"] - summary["accuracy_before"] >= SHARDED_MIN_GAIN, summary
+    assert summary["accuracy_after"] >= summary["accuracy_before"] - SHARDED_MAX_DROP, summary
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, *range(1, steps + 1), steps]
     final = load_file(str(out / "checkpoints" / f"step-{steps:08d}" / "trainable.safetensors"))

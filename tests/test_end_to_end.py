@@ -9,6 +9,14 @@ from grpokit.config import Config
 from grpokit.train.run import run_training
 
 
+# Learning margins: half the smallest change measured over 120-step runs from warm starts of
+# 0.23 and 0.43 held-out accuracy, seeds 0-2 (held-out gain +0.13 to +0.22; mean reward of the
+# last 30 steps minus the first 30: +0.07 to +0.13). Relative to the run's own start, they hold
+# for whatever warm start a CPU's float rounding gives.
+MIN_GAIN = 0.06
+MIN_REWARD_RISE = 0.03
+
+
 @pytest.mark.slow
 def test_demo_training_changes_parameters_and_raises_accuracy(arithmetic_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
@@ -25,13 +33,13 @@ def test_demo_training_changes_parameters_and_raises_accuracy(arithmetic_model_d
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) >= len(before) // 2, "training left most parameters untouched"
 
-    assert summary["accuracy_after"] - summary["accuracy_before"] >= 0.08, summary
+    assert summary["accuracy_after"] - summary["accuracy_before"] >= MIN_GAIN, summary
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "reward_mean" in r]
     assert len(steps) == 120
     first = sum(r["reward_mean"] for r in steps[:30]) / 30
     last = sum(r["reward_mean"] for r in steps[-30:]) / 30
-    assert last > first + 0.03, (first, last)
+    assert last > first + MIN_REWARD_RISE, (first, last)
     for key in ["loss", "reward_std", "frac_zero_std", "completion_len_mean", "truncated_share", "entropy",
                 "grad_norm", "lr", "time_generation", "time_reward", "time_update"]:
         assert key in steps[0], key

@@ -79,6 +79,19 @@ def _resolve(target: str):
     return getattr(importlib.import_module(module), fn)
 
 
+def _no_model_io_bars() -> None:
+    """No transformers progress bar for each model load and save ("Loading weights", "Writing
+    model shards"): grpokit's own lines say what happens. Download bars (huggingface_hub's) stay,
+    and transformers' warnings still show."""
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hub_bars = not are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # also turns off huggingface_hub's bars: turn those back on
+    if hub_bars:
+        enable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -92,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean {near[0]!r}?" if near else ""
         print(f"grpokit: unknown command {command!r}{hint}\n\n{USAGE}", file=sys.stderr)
         return 2
+    _no_model_io_bars()
     code = _resolve(COMMANDS[command])(rest)
     dist = sys.modules.get("grpokit.parallel.dist")  # loaded only by commands that may join a process group
     return dist.leave_process(code) if dist is not None else code

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -147,7 +150,8 @@ def keep_4bit_layout(model) -> None:
 
 
 def lora_config(cfg: ModelConfig):
-    from peft import LoraConfig
+    with quiet_peft():
+        from peft import LoraConfig
 
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.lora_targets(), bias="none", task_type="CAUSAL_LM")
@@ -164,7 +168,8 @@ def prepare_model(model, cfg: ModelConfig):
             enable_checkpointing(model)
         model.requires_grad_(True)
         return model
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    with quiet_peft():
+        from peft import get_peft_model, prepare_model_for_kbit_training
 
     if cfg.mode == "qlora":
         if not getattr(model, "is_loaded_in_4bit", False):
@@ -173,18 +178,32 @@ def prepare_model(model, cfg: ModelConfig):
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
     try:
-        return get_peft_model(model, lora_config(cfg))
+        with quiet_peft():
+            return get_peft_model(model, lora_config(cfg))
     except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
         raise ConfigError(f"model.lora_target: {exc}") from exc
 
 
 def enable_checkpointing(model) -> None:
-    """Non-reentrant activation checkpointing (transformers renamed the method in 5.x)."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    """Non-reentrant activation checkpointing (gradient_checkpointing_enable is deprecated in 5.x)."""
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
+@contextmanager
+def quiet_peft():
+    """Around peft's first import and its model wrappers: peft imports bitsandbytes whenever it is
+    installed, whose import logs a notice about its CPU 4-bit kernel (noise in a LoRA run on
+    full-precision weights; a qlora run imports bitsandbytes itself first, so it still shows), and
+    PeftModel reads transformers' deprecated is_gradient_checkpointing (peft 0.21; not our call)."""
+    bnb_log = logging.getLogger("bitsandbytes")
+    level = bnb_log.level
+    bnb_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            yield
+    finally:
+        bnb_log.setLevel(level)
 
 
 def parameter_counts(model) -> dict:
@@ -324,13 +343,15 @@ def load_trained(path: str, *, device: str = "auto", dtype: str = "auto", trust_
     mcfg.device, mcfg.dtype = device, dtype
     mcfg.trust_remote_code = trust_remote_code or mcfg.trust_remote_code
     if (folder / "adapter_config.json").is_file():
-        from peft import PeftModel
-
         base_path = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
         if mcfg.mode == "full":  # an adapter folder that grpokit did not write: assume a full-precision base
             mcfg.mode = "lora"
         mcfg.name_or_path = base_path
-        model = PeftModel.from_pretrained(load_model(base_path, mcfg), str(folder))
+        base = load_model(base_path, mcfg)
+        with quiet_peft():
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(base, str(folder))
     else:
         mcfg.mode, mcfg.name_or_path = "full", path
         model = load_model(path, mcfg)

@@ -47,14 +47,14 @@ def completion_hidden_BTH(model, rollout: Rollout, *, share_prompt: bool = False
         if uniq_UK.shape[0] < key_BK.shape[0]:
             out = decoder(input_ids=uniq_UK[:, :L], attention_mask=uniq_UK[:, L:],
                           position_ids=positions_from_mask(uniq_UK[:, L:]), use_cache=True)
-            cache = out.past_key_values
+            cache = out.cache
             if cache is not None:  # None under gradient checkpointing: fall through to one forward
                 last_B1H = out.last_hidden_state[row_to_u_B, -1:]
                 if T == 1:
                     return last_B1H
                 cache.batch_select_indices(row_to_u_B)
                 rest = decoder(input_ids=rollout.completion_ids_BT[:, : T - 1], attention_mask=mask_BS,
-                               position_ids=pos_BS[:, L:], past_key_values=cache, use_cache=True)
+                               position_ids=pos_BS[:, L:], cache=cache, use_cache=True)
                 return torch.cat([last_B1H, rest.last_hidden_state], dim=1)
     ids_BS = torch.cat([rollout.prompt_ids_BL, rollout.completion_ids_BT[:, : T - 1]], dim=1)
     out = decoder(input_ids=ids_BS, attention_mask=mask_BS, position_ids=pos_BS, use_cache=False)

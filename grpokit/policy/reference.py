@@ -9,6 +9,7 @@ term is on (algo.beta > 0).
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Callable
 
 import torch
@@ -21,12 +22,11 @@ RefLogprobs = Callable[[Rollout], torch.Tensor]
 
 
 def is_adapter_model(model) -> bool:
-    """Whether the model is a peft model (lora / qlora): its own reference with the adapter off."""
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel)
+    """Whether model is a peft adapter model (lora / qlora: its own reference with the adapter
+    off), without importing peft (which imports bitsandbytes): a PeftModel can exist only once
+    peft is imported."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(model, peft.PeftModel)
 
 
 def adapter_off_logprobs(model, *, temperature: float, chunk: int = 256) -> RefLogprobs:

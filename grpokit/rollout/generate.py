@@ -169,7 +169,7 @@ class _ModelDecoder:
     def __init__(self, model, ids_PL, mask_PL, positions_PL, repeat: int, max_new_tokens: int, preallocate: bool):
         self.model = model
         out = model(input_ids=ids_PL, attention_mask=mask_PL, position_ids=positions_PL, use_cache=True, logits_to_keep=1)
-        self.cache, self.logits = out.past_key_values, out.logits[:, -1]
+        self.cache, self.logits = out.cache, out.logits[:, -1]
         if repeat > 1:
             self.cache.batch_repeat_interleave(repeat)
             self.logits = self.logits.repeat_interleave(repeat, 0)
@@ -184,8 +184,8 @@ class _ModelDecoder:
     def feed(self, tok_B: torch.Tensor, finished_B: torch.Tensor) -> None:
         self.attn_BS = torch.cat([self.attn_BS, (~finished_B).long()[:, None]], dim=1)
         out = self.model(input_ids=tok_B[:, None], attention_mask=self.attn_BS, position_ids=self.next_pos_B[:, None],
-                         past_key_values=self.cache, use_cache=True)
-        self.cache, self.logits = out.past_key_values, out.logits[:, -1]
+                         cache=self.cache, use_cache=True)
+        self.cache, self.logits = out.cache, out.logits[:, -1]
         self.next_pos_B = self.next_pos_B + 1
 
 

@@ -72,7 +72,7 @@ class LeanDecoder:
         self.P, self.L = ids_PL.shape
         self.B = self.P * group_size
         self.h_BE = out.last_hidden_state[:, -1].repeat_interleave(group_size, 0)  # after the final norm
-        cache = out.past_key_values
+        cache = out.cache
         # prompt keys/values once per prompt [P, Hkv, L, D]; completion ones per row [B, Hkv, T, D]
         self.prompt_kv = [(layer.keys, layer.values) for layer in cache.layers]
         k0 = self.prompt_kv[0][0]

@@ -96,7 +96,7 @@ def plot_run(rows: list[dict], path: Path, title: str = "GRPO") -> None:
     steps = [r["step"] for r in rows if "reward_mean" in r]
     reward = [r["reward_mean"] for r in rows if "reward_mean" in r]
     acc = [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     ax.plot(steps, reward, color="tab:blue", alpha=0.3, label="reward (step)")
     k = max(1, len(reward) // 25)
     smooth = [sum(reward[max(0, i - k + 1) : i + 1]) / len(reward[max(0, i - k + 1) : i + 1]) for i in range(len(reward))]
@@ -109,7 +109,6 @@ def plot_run(rows: list[dict], path: Path, title: str = "GRPO") -> None:
         ax2.set_ylabel("held-out greedy accuracy", color="tab:red")
         ax2.set_ylim(0, 1)
     ax.set_title(title)
-    fig.legend(loc="lower right")
-    fig.tight_layout()
+    fig.legend(loc="outside lower center", ncols=3, frameon=False)  # below the x-axis label, not over it
     fig.savefig(path, dpi=110)
     plt.close(fig)
