@@ -3,6 +3,7 @@ stoppable by a signal), evaluate after, report."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -102,8 +103,20 @@ def data_fingerprint(examples: list[dict]) -> str:
 def build_scorer(cfg: Config):
     from grpokit.rewards import RewardScorer
 
-    return RewardScorer(list(cfg.reward.names), list(cfg.reward.weights),
+    return RewardScorer(list(cfg.reward.names), list(cfg.reward.weights), kwargs=reward_kwargs(cfg, cfg.reward.names),
                         max_fail_share=cfg.reward.max_fail_share, workers=cfg.reward.workers)
+
+
+def reward_kwargs(cfg: Config, names) -> dict[str, dict]:
+    """The config's settings of built-in rewards among `names` (the code reward's limits)."""
+    return {"code": cfg.reward.code_kwargs()} if "code" in names else {}
+
+
+def accuracy_judge(cfg: Config):
+    """The evaluation's reward function, with the config's settings bound."""
+    name = cfg.reward.accuracy_reward or cfg.reward.names[0]
+    fn, kwargs = resolve_reward(name), reward_kwargs(cfg, [name]).get(name)
+    return functools.partial(fn, **kwargs) if kwargs else fn
 
 
 def _check_resume(saved: dict, cfg: Config, fingerprint: str) -> None:
@@ -180,7 +193,7 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     start = time.perf_counter()
     torch.manual_seed(cfg.train.seed)
     tokenizer, model, train_examples, eval_examples = _load(cfg, d, log)
-    judge = resolve_reward(cfg.reward.accuracy_reward or cfg.reward.names[0])
+    judge = accuracy_judge(cfg)
 
     def accuracy() -> dict:
         """Greedy evaluation on the held-out examples by rank 0: accuracy and its companions.
