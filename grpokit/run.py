@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from grpokit import checkpoint as ckpt
+from grpokit.adapters import adapter_start
 from grpokit.config import Config, ConfigError, check_whole_groups, to_dict, validate
 from grpokit.evaluate import evaluate_examples
 from grpokit.dist import Dist, init_distributed
@@ -152,11 +153,13 @@ def _load(cfg: Config, d: Dist, log):
         path = model_path(cfg.model, log=log)
     d.barrier()
     path = model_path(cfg.model, log=log) if not d.is_main else path
-    tokenizer = load_tokenizer(path, cfg.model)
+    start = adapter_start(path, cfg.model)  # a saved adapter to continue (or a clear error), before any load
+    own_tokenizer = start is None or (Path(path) / "tokenizer_config.json").is_file()
+    tokenizer = load_tokenizer(path if own_tokenizer else start.base, cfg.model)
     train_examples, eval_examples = load_examples(cfg.data, tokenizer, log=log if d.is_main else _quiet)
     if d.device is not None:
         cfg.model.device = str(d.device)  # one device per rank
-    model = prepare_model(load_model(path, cfg.model), cfg.model)
+    model = prepare_model(load_model(start.base if start else path, cfg.model), cfg.model, adapter=start)
     return tokenizer, model, train_examples, eval_examples
 
 
