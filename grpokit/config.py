@@ -23,14 +23,14 @@ DEFAULT_LORA_TARGET = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = "builtin:arithmetic"  # local folder, hub id, or builtin:arithmetic (the demo's tiny model)
+    name_or_path: str = "builtin:arithmetic"  # local folder, hub id, or builtin:arithmetic (the demo's tiny model); under lora/qlora a saved adapter folder continues that adapter
     revision: str = ""  # hub branch, tag or commit to load ("" = the default branch)
     dtype: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16 | fp16
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     mode: str = "full"  # full (every weight trains) | lora (adapter on a frozen base) | qlora (adapter on a 4-bit base)
     lora_r: int = 64  # lora/qlora: adapter rank (textbook: 64)
     lora_alpha: int = 16  # lora/qlora: updates are scaled by lora_alpha / lora_r (textbook: 16)
-    lora_dropout: float = 0.05  # lora/qlora: dropout on the adapter's input while training (textbook: 0.05)
+    lora_dropout: float = 0.05  # lora/qlora: dropout on the adapter's input while training (textbook: 0.05; off in every forward when algo.mu > 1)
     lora_target: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGET))  # module names to adapt, or all-linear
     quant_type: str = "nf4"  # qlora: 4-bit data type of the frozen base, nf4 | fp4
     quant_compute_dtype: str = "auto"  # qlora: dtype the 4-bit matmuls run in (auto = as dtype)

@@ -42,7 +42,8 @@ def test_a_run_started_from_a_saved_adapter_continues_it(arithmetic_model_dir, t
     first = lora_run(str(arithmetic_model_dir), tmp_path / "a", steps=4, lora_r=8, lora_alpha=32)
     assert first["accuracy_after"] != first["accuracy_before"]  # the adapter changed the model
     saved = tmp_path / "a" / "model"
-    # steps 0: nothing trains, so the run's model is exactly what it started from
+    # steps 0: nothing trains, so the run's model is exactly what it started from (that the
+    # continued adapter is trainable: test_settings_left_at_their_defaults_take_the_adapters)
     same = lora_run(str(saved), tmp_path / "b", steps=0)
     assert same["accuracy_before"] == same["accuracy_after"] == first["accuracy_after"]
     a, b = adapter_weights(saved), adapter_weights(tmp_path / "b" / "model")
@@ -50,11 +51,6 @@ def test_a_run_started_from_a_saved_adapter_continues_it(arithmetic_model_dir, t
     config = json.loads((tmp_path / "b" / "model" / "adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"]) == (8, 32)  # its own settings, not the defaults
     assert config["base_model_name_or_path"] == str(arithmetic_model_dir)
-    # and it trains on from there
-    on = lora_run(str(saved), tmp_path / "c", steps=1)
-    assert on["accuracy_before"] == first["accuracy_after"]
-    c = adapter_weights(tmp_path / "c" / "model")
-    assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
