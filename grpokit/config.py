@@ -25,14 +25,14 @@ DEFAULT_LORA_TARGET = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = "builtin:arithmetic"  # local folder, hub id, or builtin:arithmetic (the demo's tiny model)
+    name_or_path: str = "builtin:arithmetic"  # local folder, hub id, or builtin:arithmetic (the demo's tiny model); under lora/qlora a saved adapter folder continues that adapter
     revision: str = ""  # hub branch, tag or commit to load ("" = the default branch)
     dtype: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16 | fp16
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     mode: str = "full"  # full (every weight trains) | lora (adapter on a frozen base) | qlora (adapter on a 4-bit base)
     lora_r: int = 64  # lora/qlora: adapter rank (textbook: 64)
     lora_alpha: int = 16  # lora/qlora: updates are scaled by lora_alpha / lora_r (textbook: 16)
-    lora_dropout: float = 0.05  # lora/qlora: dropout on the adapter's input while training (textbook: 0.05)
+    lora_dropout: float = 0.05  # lora/qlora: dropout on the adapter's input while training (textbook: 0.05; off in every forward when algo.mu > 1)
     lora_target: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGET))  # module names to adapt, or all-linear
     quant_type: str = "nf4"  # qlora: 4-bit data type of the frozen base, nf4 | fp4
     quant_compute_dtype: str = "auto"  # qlora: dtype the 4-bit matmuls run in (auto = as dtype)
@@ -120,6 +120,14 @@ class RewardConfig:
     max_fail_share: float = 0.5  # stop the run when more than this share of a step's reward calls fail
     workers: int = 0  # worker processes for scoring (0 = in the trainer's process)
     accuracy_reward: str = ""  # reward whose score > 0 counts as correct in evaluation ("" = the first of names)
+    code_timeout: float = 5.0  # code reward: wall-clock seconds per test (each io case; each assert of check(), whose run gets this times their number)
+    code_max_output_mb: float = 1.0  # code reward: cap on a run's stdout and stderr (MiB); an io case allows at least twice its expected output + 64 KiB
+    code_tolerance: float = 1e-6  # code reward: error allowed on non-integer numbers of an io output, absolute or relative (integers compare exactly; 0 = equal as floats)
+
+    def code_kwargs(self) -> dict:
+        """Keyword arguments of the code reward (grpokit.rewards.code.code_reward) from this section."""
+        return {"timeout": float(self.code_timeout), "max_output_bytes": int(self.code_max_output_mb * (1 << 20)),
+                "tolerance": float(self.code_tolerance)}
 
 
 @dataclass
@@ -228,6 +236,19 @@ def check_whole_groups(prompts_per_step: int, world: int) -> None:
                           f"processes in whole groups; use a multiple of {world}")
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _check_code_reward(rc: RewardConfig, need) -> None:
+    need(_number(rc.code_timeout) and 0 < rc.code_timeout <= 3600, "reward.code_timeout",
+         f"must be seconds in (0, 3600], got {rc.code_timeout!r}")
+    need(_number(rc.code_max_output_mb) and 1 / 1024 <= rc.code_max_output_mb <= 1024, "reward.code_max_output_mb",
+         f"must be MiB in [1/1024, 1024], got {rc.code_max_output_mb!r}")
+    need(_number(rc.code_tolerance) and 0 <= rc.code_tolerance < 1, "reward.code_tolerance",
+         f"must be in [0, 1), got {rc.code_tolerance!r}")
+
+
 def validate(cfg: Config) -> Config:
     """Every check that needs no model or data file; raises ConfigError naming the field."""
     from grpokit.algo import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, OBJECTIVES
@@ -266,6 +287,7 @@ def validate(cfg: Config) -> Config:
     need(len(cfg.reward.names) == len(cfg.reward.weights), "reward.weights",
          f"{len(cfg.reward.weights)} weights for {len(cfg.reward.names)} rewards")
     need(0 <= cfg.reward.max_fail_share <= 1, "reward.max_fail_share", "must be in [0, 1]")
+    _check_code_reward(cfg.reward, need)
     need(a.mu >= 1, "algo.mu", f"must be >= 1, got {a.mu}")
     need(a.beta >= 0, "algo.beta", f"must be >= 0, got {a.beta}")
     need(a.eps_low >= 0 and a.eps_high >= 0, "algo.eps_low/eps_high", "must be >= 0")

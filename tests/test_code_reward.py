@@ -41,7 +41,7 @@ def fenced(code: str) -> str:
 def test_extract_prefers_the_block_that_defines_the_entry_point():
     text = "```python\ndef f(x):\n    return x\n```\nUsage:\n```python\nprint(f(1))\n```"
     assert extract_code(text, "f").startswith("def f(x)")
-    assert extract_code(text) == "print(f(1))\n"
+    assert extract_code(text) == "def f(x):\n    return x\n"  # the usage snippet is not a program
 
 
 def test_extract_handles_think_blocks_unlabeled_and_unclosed_fences():

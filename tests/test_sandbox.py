@@ -102,11 +102,11 @@ def test_io_pass_compares_output_in_the_parent(box):
     assert wrong.status is Status.FAIL and wrong.loaded and "differs" in wrong.detail
 
 
-def test_output_comparison_ignores_only_trailing_whitespace():
+def test_output_comparison_is_token_by_token():
     assert same_output("1 2  \n3\n\n\n", "1 2\n3")
     assert same_output("a\r\nb\r\n", "a\nb\n")
-    assert not same_output("1  2\n", "1 2\n")
-    assert not same_output("1\n\n2\n", "1\n2\n")
+    assert same_output("1  2\n", "1 2\n") and same_output("1\n\n2\n", "1 2")
+    assert not same_output("1 2\n", "1 2 3\n") and not same_output("12\n", "1 2\n")
 
 
 def test_io_without_expected_output_passes_on_exit_zero(box):

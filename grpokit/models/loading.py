@@ -157,11 +157,12 @@ def lora_config(cfg: ModelConfig):
                       target_modules=cfg.lora_targets(), bias="none", task_type="CAUSAL_LM")
 
 
-def prepare_model(model, cfg: ModelConfig):
+def prepare_model(model, cfg: ModelConfig, adapter=None):
     """Make a loaded model ready to train under cfg.mode; returns the model to train.
 
-    full: every weight trains. lora: the base is frozen and a peft adapter is attached.
-    qlora: peft's k-bit preparation (norms and embeddings in fp32, base frozen), then the adapter.
+    full: every weight trains. lora: the base is frozen and a peft adapter is attached (a new one,
+    or `adapter`, a saved one to continue: grpokit.models.adapters.AdapterStart). qlora: peft's k-bit
+    preparation (norms and embeddings in fp32, base frozen), then the adapter.
     Gradient checkpointing uses the non-reentrant form, which needs no input-grad hooks."""
     if cfg.mode == "full":
         if cfg.gradient_checkpointing:
@@ -177,6 +178,10 @@ def prepare_model(model, cfg: ModelConfig):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
+    if adapter is not None:
+        from grpokit.models.adapters import continue_adapter
+
+        return continue_adapter(model, adapter)
     try:
         with quiet_peft():
             return get_peft_model(model, lora_config(cfg))
@@ -306,6 +311,25 @@ def merged_state_dict(model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     return out
 
 
+def untie_if_different(config, base, state: dict[str, torch.Tensor]) -> bool:
+    """Set `tie_word_embeddings` false in `config` (and its text config) when `state` holds an
+    output head that differs from the input embedding (an adapter on lm_head or embed_tokens of a
+    tied model): loaded tied, one would overwrite the other. Returns whether it untied."""
+    texts = [config] + ([config.get_text_config()] if hasattr(config, "get_text_config") else [])
+    if not any(getattr(c, "tie_word_embeddings", False) for c in texts):
+        return False
+    names = {id(module): name for name, module in base.named_modules()}
+    head, embed = base.get_output_embeddings(), base.get_input_embeddings()
+    if head is None or embed is None or id(head) not in names or id(embed) not in names:
+        return False
+    head_w, embed_w = state.get(f"{names[id(head)]}.weight"), state.get(f"{names[id(embed)]}.weight")
+    if head_w is None or embed_w is None or torch.equal(head_w, embed_w):
+        return False
+    for c in texts:
+        c.tie_word_embeddings = False
+    return True
+
+
 def save_merged(model, tokenizer, out_dir: Path, *, dtype: torch.dtype) -> Path:
     """Write the adapter folded into its base as a plain transformers folder (no peft, no 4-bit)."""
     from huggingface_hub import save_torch_state_dict
@@ -318,10 +342,12 @@ def save_merged(model, tokenizer, out_dir: Path, *, dtype: torch.dtype) -> Path:
         if hasattr(config, attr):
             delattr(config, attr)
     config.dtype = dtype
+    state = merged_state_dict(model, dtype)
+    untie_if_different(config, base, state)
     config.save_pretrained(out_dir)
     if getattr(base, "generation_config", None) is not None:
         base.generation_config.save_pretrained(out_dir)
-    save_torch_state_dict(merged_state_dict(model, dtype), out_dir, max_shard_size="5GB")
+    save_torch_state_dict(state, out_dir, max_shard_size="5GB")
     tokenizer.save_pretrained(out_dir)
     return out_dir
 

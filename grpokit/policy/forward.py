@@ -11,6 +11,7 @@ model does not fit them (checked once per model, numerically):
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import torch
@@ -119,3 +120,25 @@ def completion_logprobs_BT(
     logp_BT = token_logprobs_BT(logits_BTV, rollout.completion_ids_BT, temperature=temperature, chunk=chunk)
     ent_BT = entropy_BT(logits_BTV, temperature=temperature, chunk=chunk) if with_entropy else None
     return logp_BT, ent_BT
+
+
+@contextlib.contextmanager
+def dropout_off(model: torch.nn.Module):
+    """No dropout inside, while the model stays in train mode (gradient checkpointing, which
+    transformers applies only in train mode, keeps working) and gradients flow: the rate of every
+    torch.nn.Dropout-like module (LoRA's lora_dropout included) and every `attention_dropout`
+    (transformers' attention) is 0 until the block ends, then restored."""
+    changed: list[tuple[torch.nn.Module, str, float]] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0:
+            changed.append((module, "p", module.p))
+        rate = getattr(module, "attention_dropout", None)
+        if isinstance(rate, float) and rate > 0:
+            changed.append((module, "attention_dropout", rate))
+    for module, attr, _ in changed:
+        setattr(module, attr, 0.0)
+    try:
+        yield
+    finally:
+        for module, attr, rate in changed:
+            setattr(module, attr, rate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -42,6 +43,19 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.max_output_bytes < 1:
             raise ValueError(f"Limits.max_output_bytes must be >= 1, got {self.max_output_bytes!r}")
+
+    def fitting_output(self, expected_bytes: int) -> "Limits":
+        """These limits with an output cap that admits a correct answer of `expected_bytes` with
+        room for other spacing: at least twice that plus 64 KiB (a flood still ends at the cap)."""
+        needed = 2 * expected_bytes + (64 << 10)
+        return self if needed <= self.max_output_bytes else dataclasses.replace(self, max_output_bytes=needed)
+
+    def scaled(self, tests: int) -> "Limits":
+        """These limits for a run of `tests` tests, each allowed `timeout` (and `cpu_seconds`)."""
+        if tests < 1:
+            raise ValueError(f"tests must be >= 1, got {tests!r}")
+        cpu = None if self.cpu_seconds is None else self.cpu_seconds * tests
+        return dataclasses.replace(self, timeout=self.timeout * tests, cpu_seconds=cpu)
 
     @property
     def cpu(self) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bwrap import MINIMAL_PATH, base_interpreter, build_argv, find_bwrap
+from .compare import DEFAULT_TOLERANCE, check_tolerance, same_output
 from .result import Limits, Result, Status
 
 logger = logging.getLogger(__name__)
@@ -338,18 +339,6 @@ def _probe(path: str) -> str | None:
     return f"{path} could not run a trivial program ({result.status.value}: {result.detail}){hint}"
 
 
-def same_output(actual: str, expected: str) -> bool:
-    """Output comparison: line by line, ignoring trailing whitespace and trailing blank lines."""
-
-    def norm(text: str) -> list[str]:
-        lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-        while lines and not lines[-1]:
-            lines.pop()
-        return lines
-
-    return norm(actual) == norm(expected)
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -357,7 +346,8 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _classify(run: _Run, verdict: dict, mode: str, expected: str | None, stdout: str, limits: Limits) -> tuple[Status, str]:
+def _classify(run: _Run, verdict: dict, mode: str, expected: str | None, stdout: str, limits: Limits,
+              tolerance: float) -> tuple[Status, str]:
     if run.spawn_error:
         return Status.SANDBOX_ERROR, f"could not start the sandbox: {run.spawn_error}"
     if run.over_limit:
@@ -379,7 +369,7 @@ def _classify(run: _Run, verdict: dict, mode: str, expected: str | None, stdout:
     if mode == "tests" and verdict.get("passed") is True:
         return Status.PASS, detail
     if mode == "io" and verdict.get("loaded") is True and code == 0 and sig is None:
-        if expected is None or same_output(stdout, expected):
+        if expected is None or same_output(stdout, expected, tolerance):
             return Status.PASS, "exited 0" + ("" if expected is None else " with the expected output")
         return Status.FAIL, "the output differs from the expected output"
     if verdict.get("memory") is True:
@@ -392,10 +382,11 @@ def _classify(run: _Run, verdict: dict, mode: str, expected: str | None, stdout:
     return Status.FAIL, detail
 
 
-def decide(run: _Run, mode: str, expected: str | None, limits: Limits, isolation: str) -> Result:
+def decide(run: _Run, mode: str, expected: str | None, limits: Limits, isolation: str,
+           tolerance: float = DEFAULT_TOLERANCE) -> Result:
     verdict = run.verdict or {}
     stdout = run.out.decode("utf-8", errors="replace")
-    status, detail = _classify(run, verdict, mode, expected, stdout, limits)
+    status, detail = _classify(run, verdict, mode, expected, stdout, limits, tolerance)
     return Result(
         status=status,
         stdout=stdout,
@@ -457,11 +448,18 @@ class Sandbox:
         return self._run(request, None, limits, None)
 
     def run_io(self, code: str, stdin: str = "", *, expected_stdout: str | None = None,
-               limits: Limits | None = None) -> Result:
-        """Run `code` as a script with `stdin`. PASS: exit 0 and (if given) the expected stdout."""
-        return self._run({"mode": "io", "code": code}, stdin.encode(), limits, expected_stdout)
+               limits: Limits | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Result:
+        """Run `code` as a script with `stdin`. PASS: exit 0 and (if given) the expected stdout,
+        compared token by token with numbers within `tolerance` (`compare.same_output`). With an
+        expected output the output cap is at least `Limits.fitting_output` of it."""
+        check_tolerance(tolerance)
+        limits = limits or self.limits
+        if expected_stdout is not None:
+            limits = limits.fitting_output(len(expected_stdout.encode()))
+        return self._run({"mode": "io", "code": code}, stdin.encode(), limits, expected_stdout, tolerance)
 
-    def _run(self, request: dict, stdin: bytes | None, limits: Limits | None, expected: str | None) -> Result:
+    def _run(self, request: dict, stdin: bytes | None, limits: Limits | None, expected: str | None,
+             tolerance: float = DEFAULT_TOLERANCE) -> Result:
         limits = limits or self.limits
         isolation = self.isolation
         if isolation == "process":
@@ -469,4 +467,4 @@ class Sandbox:
                 "grpokit.sandbox: running untrusted code WITHOUT bubblewrap (process isolation only: "
                 "rlimits, own session, temp dir, empty env); reason: %s", self._weak_reason)
         run = launch(request, stdin, limits, isolation, find_bwrap(self._bwrap))
-        return decide(run, request["mode"], expected, limits, isolation)
+        return decide(run, request["mode"], expected, limits, isolation, tolerance)

@@ -3,6 +3,7 @@ stoppable by a signal), evaluate after, report."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from grpokit.train import checkpoint as ckpt
+from grpokit.models.adapters import adapter_start
 from grpokit.config import Config, ConfigError, check_whole_groups, to_dict, validate
 from grpokit.eval.evaluate import evaluate_examples
 from grpokit.parallel.dist import Dist, init_distributed
@@ -103,8 +105,20 @@ def data_fingerprint(examples: list[dict]) -> str:
 def build_scorer(cfg: Config):
     from grpokit.rewards import RewardScorer
 
-    return RewardScorer(list(cfg.reward.names), list(cfg.reward.weights),
+    return RewardScorer(list(cfg.reward.names), list(cfg.reward.weights), kwargs=reward_kwargs(cfg, cfg.reward.names),
                         max_fail_share=cfg.reward.max_fail_share, workers=cfg.reward.workers)
+
+
+def reward_kwargs(cfg: Config, names) -> dict[str, dict]:
+    """The config's settings of built-in rewards among `names` (the code reward's limits)."""
+    return {"code": cfg.reward.code_kwargs()} if "code" in names else {}
+
+
+def accuracy_judge(cfg: Config):
+    """The evaluation's reward function, with the config's settings bound."""
+    name = cfg.reward.accuracy_reward or cfg.reward.names[0]
+    fn, kwargs = resolve_reward(name), reward_kwargs(cfg, [name]).get(name)
+    return functools.partial(fn, **kwargs) if kwargs else fn
 
 
 def _check_resume(saved: dict, cfg: Config, fingerprint: str) -> None:
@@ -140,11 +154,13 @@ def _load(cfg: Config, d: Dist, log):
         path = model_path(cfg.model, log=log)
     d.barrier()
     path = model_path(cfg.model, log=log) if not d.is_main else path
-    tokenizer = load_tokenizer(path, cfg.model)
+    start = adapter_start(path, cfg.model)  # a saved adapter to continue (or a clear error), before any load
+    own_tokenizer = start is None or (Path(path) / "tokenizer_config.json").is_file()
+    tokenizer = load_tokenizer(path if own_tokenizer else start.base, cfg.model)
     train_examples, eval_examples = load_examples(cfg.data, tokenizer, log=log if d.is_main else _quiet)
     if d.device is not None:
         cfg.model.device = str(d.device)  # one device per rank
-    model = prepare_model(load_model(path, cfg.model), cfg.model)
+    model = prepare_model(load_model(start.base if start else path, cfg.model), cfg.model, adapter=start)
     return tokenizer, model, train_examples, eval_examples
 
 
@@ -181,7 +197,7 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     start = time.perf_counter()
     torch.manual_seed(cfg.train.seed)
     tokenizer, model, train_examples, eval_examples = _load(cfg, d, log)
-    judge = resolve_reward(cfg.reward.accuracy_reward or cfg.reward.names[0])
+    judge = accuracy_judge(cfg)
 
     def accuracy() -> dict:
         """Greedy evaluation on the held-out examples by rank 0: accuracy and its companions.

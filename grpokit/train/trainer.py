@@ -3,6 +3,7 @@ prompts -> rollout -> rewards -> advantages -> loss -> optimiser step -> metrics
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ from grpokit.data.records import PromptSampler, example_prompt_ids
 from grpokit.parallel.dist import Dist
 from grpokit.eval.evaluate import decode_completions
 from grpokit.parallel.host_memory import keep_freed_memory
-from grpokit.policy.forward import completion_logprobs_BT
-from grpokit.rollout.generate import Rollout, generate
+from grpokit.policy.forward import completion_logprobs_BT, dropout_off
+from grpokit.rollout.generate import Rollout, eval_mode, generate
 from grpokit.parallel.sharding import full_norm, gathered, is_sharded, passes_to_match
 
 
@@ -167,7 +168,8 @@ class Trainer:
         Every rank calls it (a sharded `model` is gathered once), with rows or not."""
         T = batch.rollout.completion_ids_BT.shape[1]
         out = torch.zeros(len(batch.rows_B), T, device=self.device)
-        with gathered(model):
+        frozen = eval_mode(model) if model is not None else contextlib.nullcontext()
+        with gathered(model), eval_mode(self.model), frozen:  # dropout off; train mode comes back after
             for sl in self._micro_batches(batch):
                 part = batch.rollout.select(batch.rows_B[sl])
                 out[sl, : part.completion_ids_BT.shape[1]] = fn(part)
@@ -182,8 +184,11 @@ class Trainer:
             frozen = getattr(self.ref_logprobs, "model", None)  # the full fine-tune's reference copy
             batch.ref_logp_BT = self._fixed_logprobs(batch, self.ref_logprobs, frozen)
         stats = {"loss": 0.0, "kl": 0.0, "grad_norm": 0.0, "clip_frac": 0.0}
-        for _ in range(a.mu):
-            stats.update(self._one_pass(batch))
+        # With mu > 1 each pass's ratio compares against the fixed old log-probs, taken without
+        # dropout: the passes run without it too, so unchanged weights give a ratio of exactly 1.
+        with dropout_off(self.model) if a.mu > 1 else contextlib.nullcontext():
+            for _ in range(a.mu):
+                stats.update(self._one_pass(batch))
         stats["lr"] = self.scheduler.get_last_lr()[0]
         stats["time_update"] = time.perf_counter() - t0
         if a.beta == 0:
