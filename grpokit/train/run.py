@@ -3,6 +3,7 @@ stoppable by a signal), evaluate after, report."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -18,7 +19,9 @@ from grpokit.config import Config, ConfigError, check_whole_groups, to_dict, val
 from grpokit.eval.evaluate import evaluate_examples
 from grpokit.parallel.dist import Dist, init_distributed
 from grpokit.train.logs import MetricsLog, NullLog, plot_run, truncate_lines
+from grpokit.data.chat import describe_ids
 from grpokit.models.loading import load_model, load_tokenizer, model_path, prepare_model, save_outputs
+from grpokit.models.locate import locate_model, naming_the_model
 from grpokit.policy.reference import build_reference
 from grpokit.rewards import resolve_reward
 from grpokit.parallel.sharding import full_model_state, full_state, gathered, load_full_state, reads_weights, shard_for_training
@@ -103,7 +106,7 @@ def data_fingerprint(examples: list[dict]) -> str:
 def build_scorer(cfg: Config):
     from grpokit.rewards import RewardScorer
 
-    return RewardScorer(list(cfg.reward.names), list(cfg.reward.weights),
+    return RewardScorer(list(cfg.reward.names), list(cfg.reward.weights), kwargs=cfg.reward.kwargs,
                         max_fail_share=cfg.reward.max_fail_share, workers=cfg.reward.workers)
 
 
@@ -140,8 +143,10 @@ def _load(cfg: Config, d: Dist, log):
         path = model_path(cfg.model, log=log)
     d.barrier()
     path = model_path(cfg.model, log=log) if not d.is_main else path
+    locate_model(path, cfg.model.revision)
     tokenizer = load_tokenizer(path, cfg.model)
-    train_examples, eval_examples = load_examples(cfg.data, tokenizer, log=log if d.is_main else _quiet)
+    with naming_the_model(cfg.model.name_or_path, "--model.name-or-path"):
+        train_examples, eval_examples = load_examples(cfg.data, tokenizer, log=log if d.is_main else _quiet)
     if d.device is not None:
         cfg.model.device = str(d.device)  # one device per rank
     model = prepare_model(load_model(path, cfg.model), cfg.model)
@@ -181,7 +186,8 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     start = time.perf_counter()
     torch.manual_seed(cfg.train.seed)
     tokenizer, model, train_examples, eval_examples = _load(cfg, d, log)
-    judge = resolve_reward(cfg.reward.accuracy_reward or cfg.reward.names[0])
+    judge_name = cfg.reward.accuracy_reward or cfg.reward.names[0]
+    judge = functools.partial(resolve_reward(judge_name), **cfg.reward.kwargs.get(judge_name, {}))
 
     def accuracy() -> dict:
         """Greedy evaluation on the held-out examples by rank 0: accuracy and its companions.
@@ -190,7 +196,7 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
             if not d.is_main or not eval_examples:
                 return {"eval_accuracy": math.nan}
             s = evaluate_examples(model, tokenizer, eval_examples, judge, max_new_tokens=cfg.rollout.max_new_tokens,
-                                  lean_decode=cfg.rollout.lean_decode).summary
+                                  lean_decode=cfg.rollout.lean_decode, stop_token_ids=cfg.rollout.stop_token_ids).summary
         return {"eval_accuracy": s["accuracy"], "eval_truncated_share": s["truncated_share"],
                 "eval_completion_len_mean": s["mean_completion_tokens"], "eval_think_share": s["think_share"]}
 
@@ -198,6 +204,7 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     shard_for_training(model, reference, cfg.train.sharding, d, log)
     trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, ref_logprobs=reference,
                       dist=d, sampler=make_sampler(cfg.data, len(train_examples)))
+    log(f"rollout: a completion ends at any of {describe_ids(tokenizer, trainer.stop_ids)}")
     fingerprint = data_fingerprint(train_examples)
     if resume_from is not None:
         saved = ckpt.load_checkpoint(resume_from, weights=reads_weights(model, d))
