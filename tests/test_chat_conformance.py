@@ -38,7 +38,7 @@ THOUGHT = "Okay, 3 apples and 5 apples make 8.\n</think>\n\nThe answer is \\boxe
 CUT_OFF = "Okay, first 3 + 5 = 8 apples, then she gives away"
 
 
-def tiny_model_folder(folder: Path, family: str, turn_end: str) -> Path:
+def tiny_model_folder(folder: Path, family: str, turn_end: str):
     """A random 1-layer model of the family's architecture over its real tokenizer, saved with the
     family's generation_config. Its input embeddings (tied to the output) share a large first
     coordinate, which makes every token equally likely except the end-of-turn token, raised to
@@ -65,7 +65,7 @@ def tiny_model_folder(folder: Path, family: str, turn_end: str) -> Path:
     tok.save_pretrained(folder)
     if (TOKENIZERS / family / "generation_config.json").is_file():
         GenerationConfig.from_pretrained(TOKENIZERS / family).save_pretrained(folder)
-    return folder
+    return folder, tok
 
 
 def loadable(family: str) -> bool:
@@ -115,7 +115,6 @@ def test_family_rollout_stop_rewards_grpo_save_reload_sample(family, tmp_path, c
     from grpokit.cli.main import main
     from grpokit.data.chat import end_of_turn_token, stop_token_ids
     from grpokit.data.records import example_prompt_ids
-    from grpokit.models.loading import load_tokenizer
     from grpokit.rewards.answers import THINK_OPENED_KEY
     from grpokit.rollout.generate import generate
     from grpokit.train.run import run_training
@@ -123,8 +122,7 @@ def test_family_rollout_stop_rewards_grpo_save_reload_sample(family, tmp_path, c
     if not loadable(family):
         pytest.skip(f"{family}: its tokenizer does not load (VERIFY_RESULTS.json)")
     arch, turn_end, stops, opened, template_kwargs = FAMILIES[family]
-    folder = tiny_model_folder(tmp_path / "model", family, turn_end)
-    tok = load_tokenizer(str(folder))
+    folder, tok = tiny_model_folder(tmp_path / "model", family, turn_end)
     # rendering: the ids the family's own files give (VERIFY_RESULTS.json) for "What is 2+3?"
     verify = VERIFY[family]
     assert example_prompt_ids(tok, {"prompt": "What is 2+3?"}) == verify["ids"]
@@ -205,3 +203,37 @@ def test_gemma_template_renders_and_ends_turns_with_end_of_turn(family):
         if (TOKENIZERS / family / "generation_config.json").is_file() else {}
     model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=gen.get("eos_token_id")))
     assert set(stop_token_ids(tok, model)) == stops
+
+
+def test_textbook_qwen3_think_recipe_end_to_end_on_the_real_qwen3_tokenizer(tmp_path, capsys):
+    """recipes/textbook-qwen3-8b-qlora-think.yaml as written (QLoRA, think_math, GSM8K) but for
+    the model (a tiny Qwen3 over the real Qwen3 tokenizer and template) and the sizes."""
+    from grpokit.cli.main import main
+    from grpokit.config import load_yaml
+    from grpokit.data.records import example_prompt_ids
+    from grpokit.rewards.answers import THINK_OPENED_KEY
+    from grpokit.train.run import run_training
+    from tests.conftest import DATA
+    from tests.test_recipes import _swap_in_tiny_model
+
+    if not (DATA / "gsm8k").is_dir():
+        pytest.skip(f"GSM8K is not in {DATA}")
+    pytest.importorskip("bitsandbytes")
+    folder, tok = tiny_model_folder(tmp_path / "qwen3", "qwen3", "<|im_end|>")
+    example = {"prompt": "What is 3 + 5?", "answer": "8"}
+    example_prompt_ids(tok, example)
+    assert example[THINK_OPENED_KEY] is False  # Qwen3 thinks by writing <think> itself
+    written = "<think>\nOkay, 3 + 5 = 8.\n</think>\n\nThe answer is \\boxed{8}."
+    tiers = scored_hand_written(tok, example, written, 151645, ["think_math"])["think_math"]
+    plain = scored_hand_written(tok, example, "The answer is \\boxed{8}.", 151645, ["think_math"])["think_math"]
+    assert (tiers, plain) == ([1.0], [0.5])
+    cfg = _swap_in_tiny_model(load_yaml(REPO / "recipes" / "textbook-qwen3-8b-qlora-think.yaml"), folder,
+                              tmp_path / "run")
+    assert cfg.reward.names == ["think_math"] and cfg.model.mode == "qlora"
+    assert run_training(cfg, log=lambda *a: None)["steps"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(-0.5 <= r["reward_mean"] <= 1.0 for r in rows if "reward_mean" in r)
+    capsys.readouterr()
+    assert main(["sample", "--model", str(tmp_path / "run" / "model"), "What is 3 + 5?", "--max-new-tokens", "6",
+                 "--device", "cpu"]) == 0
+    assert "151645 <|im_end|>" in capsys.readouterr().err
