@@ -130,6 +130,7 @@ def eval_settings(args, examples: list[dict]) -> dict:
 
 
 def evaluate_model(name: str, args, examples: list[dict], settings: dict, tokenizer=None, model=None, log=print):
+    from grpokit.data.chat import describe_ids, stop_token_ids
     from grpokit.eval.evaluate import evaluate_examples
 
     if model is None:
@@ -139,6 +140,7 @@ def evaluate_model(name: str, args, examples: list[dict], settings: dict, tokeni
         model, tokenizer = load_model_and_tokenizer(name, args.device, args.dtype, log=log)
         with naming_the_model(name, "--compare"):
             encode_examples(examples, tokenizer, args.chat_template_kwargs, args.data)
+    log(f"{name}: a completion ends at any of {describe_ids(tokenizer, stop_token_ids(tokenizer, model))}")
     result = evaluate_examples(
         model, tokenizer, examples, settings["reward"], max_new_tokens=settings["max_new_tokens"], n=args.n,
         ks=args.k, by=settings["by"], batch_size=args.batch_size, reward_workers=args.reward_workers,

@@ -42,7 +42,7 @@ def encode_prompt(tokenizer, messages: list[dict], template_kwargs: dict | None 
     """Prompt ids of chat turns, tokenized once (templating to text and tokenizing again can add a
     second BOS). A tokenizer without a chat template (a base model such as stories260K) gets the
     turns' text joined by blank lines, with the special tokens it adds itself (its BOS)."""
-    if not getattr(tokenizer, "chat_template", None):
+    if hasattr(tokenizer, "chat_template") and not tokenizer.chat_template:
         return list(tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"])
     out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                         **(template_kwargs or {}))
@@ -61,7 +61,8 @@ def encode_example(tokenizer, example: dict, user: str, template_kwargs: dict | 
         raise
     except Exception as exc:  # tokenizers raises its own types ("WordLevel error: Missing [UNK] ...")
         raise PromptEncodeError(f"its tokenizer cannot encode the prompt {user[:60]!r}: {exc}") from None
-    example[THINK_OPENED_KEY] = opens_think_block(tokenizer.decode(ids[-_TAIL_TOKENS:]))
+    decode = getattr(tokenizer, "decode", None)  # (a stand-in tokenizer in a test may have none)
+    example[THINK_OPENED_KEY] = bool(decode) and opens_think_block(decode(ids[-_TAIL_TOKENS:]))
     return ids
 
 

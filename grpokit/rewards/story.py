@@ -27,9 +27,9 @@ def _wanted(example: dict, words) -> list[str]:
 
 def words_used(completion: str, wanted: list[str]) -> float:
     """Share of ``wanted`` words that occur in ``completion`` as whole words (any case; a plural
-    or possessive ending in s counts: "dogs", "dog's")."""
+    or possessive counts: "dogs", "boxes", "dog's")."""
     seen = set(_WORD.findall(completion.lower()))
-    seen |= {w[:-1] for w in seen if w.endswith("s")} | {w[:-2] for w in seen if w.endswith("'s")}
+    seen |= {w[:-1] for w in seen if w.endswith("s")} | {w[:-2] for w in seen if w.endswith(("'s", "es"))}
     return sum(w in seen for w in wanted) / len(wanted)
 
 
