@@ -10,9 +10,10 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from tyro.constructors import PrimitiveConstructorSpec
 
 from grpokit.errors import ConfigError
 
@@ -21,6 +22,25 @@ MODEL_MODES = ("full", "lora", "qlora")
 MODEL_DTYPES = ("auto", "fp32", "bf16", "fp16")
 SHARDINGS = ("none", "fsdp", "fsdp_grad_op")
 DEFAULT_LORA_TARGET = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def parse_json_mapping(text: str) -> dict:
+    """A mapping given on the command line as JSON ('{"math": {"wrong": -1}}') or YAML flow
+    style ('{math: {wrong: -1}}'); ConfigError otherwise."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"expected a mapping such as '{{\"enable_thinking\": false}}', got {text!r}: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a mapping such as '{{\"enable_thinking\": false}}', got {text!r}")
+    return value
+
+
+# A mapping field: YAML in a config file, JSON (or YAML flow style) after its flag.
+JsonMapping = Annotated[dict, PrimitiveConstructorSpec(
+    nargs=1, metavar="JSON", instance_from_str=lambda args: parse_json_mapping(args[0]),
+    is_instance=lambda value: isinstance(value, dict), str_from_instance=lambda value: [yaml.safe_dump(
+        value, default_flow_style=True).strip()])]
 
 
 @dataclass
@@ -93,6 +113,7 @@ class DataConfig:
     entry_point_field: str = ""  # column naming the function the tests call ("" = the preset's, else entry_point)
     system_prompt: str = ""  # system message put before every prompt ("" = none)
     prompt_template: str = ""  # user message with {prompt} and {column} filled in, e.g. "{prompt} Put the answer in \boxed{}." ("" = the prompt as is)
+    chat_template_kwargs: JsonMapping = field(default_factory=dict)  # options passed to the chat template, e.g. {enable_thinking: false} (Qwen3); also used by eval and sample
     max_prompt_tokens: int = 0  # prompts longer than this (chat-templated) are dropped and counted (0 = no limit)
     curriculum: str = "none"  # none | learnability (weight by p(1-p)) | hard_first | easy_first | easy_to_hard (sorted epochs); p = pass rate per prompt
     curriculum_ema: float = 0.5  # weight of the newest group in each prompt's running pass rate
@@ -110,6 +131,7 @@ class RolloutConfig:
     top_k: int = 0  # keep only the k most likely tokens (0 = off)
     share_prefill: bool = True  # run each prompt's prefill once per group and share its KV cache
     lean_decode: bool = False  # llama/qwen2/qwen3/mistral models: decode rollouts and the evaluations during training with grpokit's own step (each group's prompt cached and attended once, no mask built per token); other models decode through their own forward (same tokens to float rounding)
+    stop_token_ids: list[int] = field(default_factory=list)  # more ids that end a completion, besides the tokenizer's EOS, every generation_config eos_token_id and the chat template's end-of-turn token (all always stop); the stop token stays in the loss
     sampler: str = "multinomial"  # multinomial (torch.multinomial) | inverse_cdf (same distribution, one uniform per row: ~30x cheaper per token on a 32k vocabulary; other tokens for a seed)
 
 
@@ -119,6 +141,7 @@ class RewardConfig:
     weights: list[float] = field(default_factory=list)  # one weight per reward (empty = 1 each); the total is the weighted sum
     max_fail_share: float = 0.5  # stop the run when more than this share of a step's reward calls fail
     workers: int = 0  # worker processes for scoring (0 = in the trainer's process)
+    kwargs: JsonMapping = field(default_factory=dict)  # keyword arguments per reward name, checked against its signature, e.g. {math: {wrong: -1.0}, overlong: {max_len: 512, cache_len: 128}, think_format: {opened_in_prompt: true}} (opened_in_prompt overrides grpokit's detection from the chat template)
     accuracy_reward: str = ""  # reward whose score > 0 counts as correct in evaluation ("" = the first of names)
     code_timeout: float = 5.0  # code reward: wall-clock seconds per test (each io case; each assert of check(), whose run gets this times their number)
     code_max_output_mb: float = 1.0  # code reward: cap on a run's stdout and stderr (MiB); an io case allows at least twice its expected output + 64 KiB
@@ -141,6 +164,7 @@ class AlgoConfig:
     kl_estimator: str = "k3"  # k1 | k2 | k3
     mu: int = 1  # optimisation passes over each batch (old log-probs are kept when > 1)
     adv_eps: float = 1e-4  # added to standard deviations before dividing
+    mask_truncated: bool = False  # leave completions cut off by rollout.max_new_tokens out of the loss (DAPO's overlong filtering); they still count in their group's advantages
     skip_zero_advantage: bool = True  # do not run forward/backward on sequences whose advantage is 0 (when beta == 0)
 
 
@@ -288,6 +312,13 @@ def validate(cfg: Config) -> Config:
          f"{len(cfg.reward.weights)} weights for {len(cfg.reward.names)} rewards")
     need(0 <= cfg.reward.max_fail_share <= 1, "reward.max_fail_share", "must be in [0, 1]")
     _check_code_reward(cfg.reward, need)
+    need(isinstance(cfg.reward.kwargs, dict) and all(isinstance(v, dict) for v in cfg.reward.kwargs.values()),
+         "reward.kwargs", f"expected a mapping of reward name to its keyword arguments, e.g. "
+         f"{{math: {{wrong: -1.0}}}}, got {cfg.reward.kwargs!r:.80}")
+    need(isinstance(cfg.data.chat_template_kwargs, dict), "data.chat_template_kwargs",
+         f"expected a mapping such as {{enable_thinking: false}}, got {cfg.data.chat_template_kwargs!r:.80}")
+    need(all(isinstance(i, int) and i >= 0 for i in r.stop_token_ids), "rollout.stop_token_ids",
+         f"expected token ids (integers >= 0), got {r.stop_token_ids!r}")
     need(a.mu >= 1, "algo.mu", f"must be >= 1, got {a.mu}")
     need(a.beta >= 0, "algo.beta", f"must be >= 0, got {a.beta}")
     need(a.eps_low >= 0 and a.eps_high >= 0, "algo.eps_low/eps_high", "must be >= 0")

@@ -55,9 +55,9 @@ def test_weighted_total_and_components():
 def test_kwargs_are_bound_and_checked():
     scorer = RewardScorer(["math"], [1.0], kwargs={"math": {"correct": 3.0, "wrong": 0.0}})
     assert scorer.score(["Answer: 2", "Answer: 3"], [{"answer": "2"}] * 2).total == [3.0, 0.0]
-    with pytest.raises(RewardError, match=r"reward 'math' does not accept kwargs.*corect"):
+    with pytest.raises(RewardError, match=r"reward.kwargs.math: reward .math. does not accept .*corect"):
         RewardScorer(["math"], [1.0], kwargs={"math": {"corect": 3.0}})
-    with pytest.raises(RewardError, match=r"kwargs given for \['think'\]"):
+    with pytest.raises(RewardError, match=r"reward.kwargs: given for \['think'\]"):
         RewardScorer(["math"], [1.0], kwargs={"think": {}})
 
 

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "prompt_template", "subset", "data_dir"):
         d.add_argument("--" + name.replace("_", "-"), default="")
     d.add_argument("--max-prompt-tokens", type=int, default=0, help="drop (and count) longer prompts")
+    d.add_argument("--chat-template-kwargs", type=json_mapping, default={}, metavar="JSON",
+                   help='options for the chat template, e.g. \'{"enable_thinking": false}\' (Qwen3)')
     d.add_argument("--eval-size", type=int, default=200, help="arithmetic's held-out size, and --heldout's")
     return p
 
@@ -66,16 +68,28 @@ def data_config(args):
         prompt_field=args.prompt_field, answer_field=args.answer_field, tests_field=args.tests_field,
         entry_point_field=args.entry_point_field, system_prompt=args.system_prompt,
         prompt_template=args.prompt_template, max_prompt_tokens=args.max_prompt_tokens,
+        chat_template_kwargs=args.chat_template_kwargs,
     )
+
+
+def json_mapping(text: str) -> dict:
+    """argparse type: a mapping as JSON ('{"enable_thinking": false}') or YAML flow style."""
+    from grpokit.config import ConfigError, parse_json_mapping
+
+    try:
+        return parse_json_mapping(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def load_model_and_tokenizer(name: str, device: str, dtype: str, log=print):
     """(model in eval mode, tokenizer) for a folder, hub id or builtin:arithmetic."""
     from grpokit.models import loading as models
 
-    local = name.startswith(("/", ".", "~")) or name.count("/") > 1
-    if local and not Path(name).expanduser().exists():
-        raise FileNotFoundError(f"model not found: {name} (give a model folder, a hub id or builtin:arithmetic)")
+    from grpokit.models.locate import locate_model
+
+    if not name.startswith(models.BUILTIN_PREFIX):
+        locate_model(name, field="--model", flag="--model")
     if hasattr(models, "load_trained"):  # also puts a LoRA adapter back on its base
         return models.load_trained(name, device=device, dtype=dtype, log=log)
     from grpokit.config import ModelConfig
@@ -87,11 +101,13 @@ def load_model_and_tokenizer(name: str, device: str, dtype: str, log=print):
 
 def choose_examples(args, cfg, tokenizer, log=print) -> list[dict]:
     from grpokit.data.records import load_eval_examples, load_examples
+    from grpokit.models.locate import naming_the_model
 
-    if args.heldout:
-        examples = load_examples(cfg, tokenizer, log=log)[1]
-        return examples[: args.limit] if args.limit > 0 else examples
-    return load_eval_examples(cfg, tokenizer, split=args.split, limit=args.limit, log=log)
+    with naming_the_model(args.model, "--model"):
+        if args.heldout:
+            examples = load_examples(cfg, tokenizer, log=log)[1]
+            return examples[: args.limit] if args.limit > 0 else examples
+        return load_eval_examples(cfg, tokenizer, split=args.split, limit=args.limit, log=log)
 
 
 def eval_settings(args, examples: list[dict]) -> dict:
@@ -114,10 +130,17 @@ def eval_settings(args, examples: list[dict]) -> dict:
 
 
 def evaluate_model(name: str, args, examples: list[dict], settings: dict, tokenizer=None, model=None, log=print):
+    from grpokit.data.chat import describe_ids, stop_token_ids
     from grpokit.eval.evaluate import evaluate_examples
 
     if model is None:
+        from grpokit.data.records import encode_examples
+        from grpokit.models.locate import naming_the_model
+
         model, tokenizer = load_model_and_tokenizer(name, args.device, args.dtype, log=log)
+        with naming_the_model(name, "--compare"):
+            encode_examples(examples, tokenizer, args.chat_template_kwargs, args.data)
+    log(f"{name}: a completion ends at any of {describe_ids(tokenizer, stop_token_ids(tokenizer, model))}")
     result = evaluate_examples(
         model, tokenizer, examples, settings["reward"], max_new_tokens=settings["max_new_tokens"], n=args.n,
         ks=args.k, by=settings["by"], batch_size=args.batch_size, reward_workers=args.reward_workers,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from grpokit.cli.eval import json_mapping
+from grpokit.data.chat import describe_ids, encode_prompt, stop_token_ids
 from grpokit.rewards.answers import THINK_CLOSE, THINK_OPEN
 
 FALLBACK = {"max_new_tokens": 512, "min_new_tokens": 0, "temperature": 0.7, "top_p": 0.9, "top_k": 0}
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hide-think", action="store_true", help="print only what follows the <think> block")
     t.add_argument("--no-think", action="store_true",
                    help="ask the chat template not to think (enable_thinking=False, as Qwen3's reads it)")
+    t.add_argument("--chat-template-kwargs", type=json_mapping, default=None, metavar="JSON",
+                   help='options for the chat template, e.g. \'{"enable_thinking": false}\' (default: the saved '
+                   "config's data.chat_template_kwargs)")
     m = p.add_argument_group("model")
     m.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     m.add_argument("--dtype", default="auto", help="auto | fp32 | bf16 | fp16")
@@ -74,15 +79,13 @@ def check_options(opts: dict, n: int) -> str | None:
     return None
 
 
-def prompt_ids(tokenizer, prompt: str, *, system: str = "", think: bool = True) -> list[int]:
+def prompt_ids(tokenizer, prompt: str, *, system: str = "", think: bool = True,
+               template_kwargs: dict | None = None) -> list[int]:
     """Chat-templated ids of one prompt, tokenized once (DESIGN pitfall 3). A tokenizer without
     a chat template gets the raw text, with whatever special tokens it adds itself."""
-    if not getattr(tokenizer, "chat_template", None):
-        return list(tokenizer(prompt)["input_ids"])
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    extra = {} if think else {"enable_thinking": False}
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **extra)
-    return list(out["input_ids"] if hasattr(out, "keys") else out)
+    extra = dict(template_kwargs or {}) if think else {**(template_kwargs or {}), "enable_thinking": False}
+    return encode_prompt(tokenizer, messages, extra)
 
 
 def shown_text(text: str, hide_think: bool) -> str:
@@ -100,9 +103,12 @@ def shown_text(text: str, hide_think: bool) -> str:
 class Sampler:
     """A loaded model and the options to answer prompts with."""
 
-    def __init__(self, model, tokenizer, opts: dict, *, n: int, seed: int, system: str, think: bool):
+    def __init__(self, model, tokenizer, opts: dict, *, n: int, seed: int, system: str, think: bool,
+                 template_kwargs: dict | None = None, stop_ids: list[int] | None = None):
         self.model, self.tokenizer, self.opts = model, tokenizer, opts
         self.n, self.seed, self.system, self.think = n, seed, system, think
+        self.template_kwargs = template_kwargs or {}
+        self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(tokenizer, model)
         self.calls = 0
 
     def answer(self, prompt: str) -> list[str]:
@@ -115,8 +121,9 @@ class Sampler:
         gen = torch.Generator(device=device)
         gen.manual_seed(self.seed * 1_000_003 + self.calls)  # each prompt its own stream, reproducibly
         self.calls += 1
-        ids = prompt_ids(self.tokenizer, prompt, system=self.system, think=self.think)
-        rollout = generate(self.model, [ids], group_size=self.n, eos_id=self.tokenizer.eos_token_id,
+        ids = prompt_ids(self.tokenizer, prompt, system=self.system, think=self.think,
+                         template_kwargs=self.template_kwargs)
+        rollout = generate(self.model, [ids], group_size=self.n, eos_id=self.stop_ids,
                            pad_id=self.tokenizer.pad_token_id, generator=gen, **self.opts)
         return decode_completions(self.tokenizer, rollout)
 
@@ -147,25 +154,37 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers.utils import logging as hf_logging
 
+    from grpokit.errors import ConfigError
     from grpokit.models.loading import load_trained, read_grpokit_config
+    from grpokit.models.locate import locate_model
 
     folder = Path(args.model)
-    opts = sampling_options(args, read_grpokit_config(folder) if folder.is_dir() else None)
+    saved = read_grpokit_config(folder) if folder.is_dir() else None
+    opts = sampling_options(args, saved)
     error = check_options(opts, args.num_samples)
     if error:
         print(f"grpokit sample: {error}", file=sys.stderr)
         return 2
     hf_logging.disable_progress_bar()
     try:
+        if not args.model.startswith("builtin:"):
+            locate_model(args.model, field="--model", flag="--model")
         model, tokenizer = load_trained(args.model, device=args.device, dtype=args.dtype,
                                         trust_remote_code=args.trust_remote_code, log=lambda *a: None)
+    except ConfigError as exc:
+        print(f"grpokit sample: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"grpokit sample: cannot load --model {args.model}: {exc}", file=sys.stderr)
         return 2
     if not getattr(tokenizer, "chat_template", None):
         print("grpokit sample: the tokenizer has no chat template; prompts are sent as raw text", file=sys.stderr)
+    stops = stop_token_ids(tokenizer, model, saved.rollout.stop_token_ids if saved is not None else ())
+    print(f"grpokit sample: a completion ends at any of {describe_ids(tokenizer, stops)}", file=sys.stderr)
+    template_kwargs = args.chat_template_kwargs if args.chat_template_kwargs is not None else (
+        saved.data.chat_template_kwargs if saved is not None else {})
     sampler = Sampler(model, tokenizer, opts, n=args.num_samples, seed=args.seed, system=args.system,
-                      think=not args.no_think)
+                      think=not args.no_think, template_kwargs=template_kwargs, stop_ids=stops)
     prompts = args.prompts or _read_prompts(sys.stdin, interactive=sys.stdin.isatty())
     for prompt in prompts:
         _print_answers(sampler.answer(prompt), args.hide_think, sys.stdout)

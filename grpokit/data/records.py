@@ -17,6 +17,7 @@ from typing import Callable
 
 from grpokit.data.presets import Preset, get_preset, preset_file, unknown_preset_message
 from grpokit.data.arithmetic import ProblemSpec, split_problems
+from grpokit.data.chat import PromptEncodeError, encode_example
 from grpokit.data.order import PromptSampler, check_curriculum_config
 from grpokit.data.sources import DataError, classify, read_jsonl, read_source
 
@@ -32,19 +33,23 @@ def user_message(example: dict) -> str:
     return example.get("message") or example["prompt"]
 
 
-def example_prompt_ids(tokenizer, example: dict) -> list[int]:
-    """Chat-templated prompt ids of an example, tokenized once and cached on the record.
-
-    Tokenizing once matters: templating to text and tokenizing again can add a second BOS
-    (DESIGN pitfall 3)."""
+def example_prompt_ids(tokenizer, example: dict, template_kwargs: dict | None = None) -> list[int]:
+    """Chat-templated prompt ids of an example, tokenized once and cached on the record (which
+    also gets ``think_opened_in_prompt``, see chat.py); template_kwargs go to the chat template
+    (data.chat_template_kwargs, e.g. enable_thinking). Tokenizing once matters: templating to
+    text and tokenizing again can add a second BOS (DESIGN pitfall 3)."""
     if "prompt_ids" not in example:
-        messages = []
-        if example.get("system"):
-            messages.append({"role": "system", "content": example["system"]})
-        messages.append({"role": "user", "content": user_message(example)})
-        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        example["prompt_ids"] = list(out["input_ids"] if hasattr(out, "keys") else out)
+        example["prompt_ids"] = encode_example(tokenizer, example, user_message(example), template_kwargs)
     return example["prompt_ids"]
+
+
+def encode_examples(examples: list[dict], tokenizer, template_kwargs: dict | None, where: str) -> None:
+    """Prompt ids of every example, before any compute; PromptEncodeError names the row."""
+    for i, ex in enumerate(examples, 1):
+        try:
+            example_prompt_ids(tokenizer, ex, template_kwargs)
+        except PromptEncodeError as exc:
+            raise PromptEncodeError(f"{where} row {i}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- columns -> records
@@ -217,6 +222,7 @@ def load_split(cfg, split: str = "", tokenizer=None, log=print) -> list[dict]:
         raise DataError(f"{where}: the dataset is empty (no rows)")
     examples = to_examples(rows, cfg, preset, where)
     if tokenizer is not None:
+        encode_examples(examples, tokenizer, cfg.chat_template_kwargs, where)
         examples = drop_long_prompts(examples, tokenizer, cfg.max_prompt_tokens, where, log)
     return examples
 

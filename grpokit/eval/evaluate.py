@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
@@ -41,10 +41,12 @@ class Samples:
 @torch.no_grad()
 def sample_completions(
     model, tokenizer, examples: list[dict], *, n: int = 1, max_new_tokens: int, batch_size: int = 256,
-    seed: int = 0, **sampling,
+    seed: int = 0, stop_token_ids: Iterable[int] = (), **sampling,
 ) -> Samples:
     """n completions per example, batch_size sequences per generate call (greedy unless
-    sampling sets a temperature > 0; then the draws are fixed by seed)."""
+    sampling sets a temperature > 0; then the draws are fixed by seed). A completion ends at any
+    end-of-turn id (grpokit.data.chat.stop_token_ids, with stop_token_ids added), as in training."""
+    from grpokit.data.chat import stop_token_ids as end_of_turn_ids
     from grpokit.data.records import example_prompt_ids
 
     sampling.setdefault("temperature", 0.0)
@@ -54,12 +56,13 @@ def sample_completions(
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     per_call = max(1, batch_size // n)
+    stops = end_of_turn_ids(tokenizer, model, stop_token_ids)
     out = Samples()
     for start in range(0, len(examples), per_call):
         chunk = examples[start : start + per_call]
         rollout = generate(
             model, [example_prompt_ids(tokenizer, ex) for ex in chunk], group_size=n,
-            max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+            max_new_tokens=max_new_tokens, eos_id=stops, pad_id=tokenizer.pad_token_id,
             generator=generator, **sampling,
         )
         out.texts.extend(decode_completions(tokenizer, rollout))
@@ -185,6 +188,7 @@ def _natural(value: str):
 def sample_rows(examples: list[dict], samples: Samples, scores: list, n: int, keep: list[str]) -> list[dict]:
     from grpokit.data.records import user_message
     from grpokit.rewards import has_think_block
+    from grpokit.rewards.answers import opened_in
 
     rows = []
     for b, (text, score) in enumerate(zip(samples.texts, scores)):
@@ -193,7 +197,7 @@ def sample_rows(examples: list[dict], samples: Samples, scores: list, n: int, ke
             "index": b // n, "sample": b % n, "prompt": user_message(ex), "completion": text,
             "extracted": extracted_answer(text, ex), "answer": ex.get("answer"), "reward": score,
             "correct": is_correct(score), "tokens": samples.lengths[b], "truncated": not samples.ended[b],
-            "think": has_think_block(text), **{c: ex.get(c) for c in keep},
+            "think": has_think_block(text, opened_in_prompt=opened_in(ex)), **{c: ex.get(c) for c in keep},
         })
     return rows
 

@@ -27,10 +27,29 @@ __all__ = [
     "strip_think",
     "parse_number",
     "normalize_text",
+    "THINK_OPENED_KEY",
+    "opened_in",
+    "as_written",
 ]
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
+THINK_OPENED_KEY = "think_opened_in_prompt"  # record key: the rendered prompt ends inside <think>
+
+
+def opened_in(example, override: bool | None = None) -> bool:
+    """Whether the completion starts inside a think block: ``override`` when given, else the
+    record's ``think_opened_in_prompt`` (False when absent)."""
+    if override is not None:
+        return bool(override)
+    return bool(example.get(THINK_OPENED_KEY, False)) if isinstance(example, dict) else False
+
+
+def as_written(completion: str, opened: bool) -> str:
+    """The completion with the prompt's ``<think>`` put back in front when the template opened
+    it, so answer extraction sees the whole block: a thought never closed has no answer."""
+    return THINK_OPEN + completion if opened and isinstance(completion, str) else completion
+
 
 # "final answer" may stand alone before a line break ("**Final Answer**\n18"); a bare "answer"
 # needs "is", ":" or "=" after it, so "let me answer 2 questions" is not a marker.

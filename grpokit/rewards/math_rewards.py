@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from .answers import extract_answer, extract_gold, strip_think
+from .answers import as_written, extract_answer, extract_gold, opened_in, strip_think
 from .choices import choice_letter, last_line_choice, leading_choice
 from .latex import DEFAULT_TIMEOUT_S
 from .matching import answers_match
@@ -92,20 +92,26 @@ def math_answer_reward(
     correct: float = 1.0,
     wrong: float = -0.5,
     missing: float = -1.0,
+    opened_in_prompt: bool | None = None,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
 ) -> float | None:
-    """Registry name ``math``: three tiers (+1 right, -0.5 wrong, -1 no answer by default)."""
+    """Registry name ``math``: three tiers (+1 right, -0.5 wrong, -1 no answer by default).
+    When the prompt opened a think block (``opened_in_prompt``; None reads the record) a
+    completion that never writes ``</think>`` has no answer."""
     return math_reward(
-        completion, gold_answer(example),
+        as_written(completion, opened_in(example, opened_in_prompt)), gold_answer(example),
         correct=correct, wrong=wrong, missing=missing, timeout_s=timeout_s,
     )
 
 
 def math_binary_reward(
-    completion: str, example: dict, *, timeout_s: float | None = DEFAULT_TIMEOUT_S
+    completion: str, example: dict, *, opened_in_prompt: bool | None = None,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
 ) -> float | None:
-    """Registry name ``math_binary``: 1.0 if the final answer is right, else 0.0."""
-    return math_reward(completion, gold_answer(example), binary=True, timeout_s=timeout_s)
+    """Registry name ``math_binary``: 1.0 if the final answer is right, else 0.0 (an unclosed
+    thought opened by the prompt has no answer, as in ``math``)."""
+    return math_reward(as_written(completion, opened_in(example, opened_in_prompt)), gold_answer(example),
+                       binary=True, timeout_s=timeout_s)
 
 
 class from_textbook:  # noqa: N801 - used like a function: ``from_textbook(fn)``

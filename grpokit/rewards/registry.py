@@ -38,6 +38,8 @@ REWARDS: dict[str, str | RewardFn] = {
     "think_math": think_math_reward,
     "code": "grpokit.rewards.code:code_reward",
     "arithmetic": "grpokit.data.arithmetic:arithmetic_reward",
+    "overlong": "grpokit.rewards.overlong:overlong_reward",
+    "story_words": "grpokit.rewards.story:story_words_reward",
 }
 
 _FILE_MODULES: dict[tuple[str, int], object] = {}

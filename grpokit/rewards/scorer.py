@@ -179,7 +179,7 @@ class RewardScorer:
         kwargs = dict(kwargs or {})
         stray = sorted(set(kwargs) - set(names))
         if stray:
-            raise RewardError(f"reward kwargs given for {stray}, which are not in names {names}")
+            raise RewardError(f"reward.kwargs: given for {stray}, which are not in reward.names {names}")
         if not 0.0 <= max_fail_share <= 1.0:
             raise RewardError(f"max_fail_share must be within [0, 1], got {max_fail_share}")
         self.names, self.weights = names, weights
@@ -199,9 +199,13 @@ class RewardScorer:
         if not kw:
             return fn
         try:
-            inspect.signature(fn).bind_partial("completion", {}, **kw)
+            signature = inspect.signature(fn)
+            signature.bind_partial("completion", {}, **kw)
         except TypeError as exc:
-            raise RewardError(f"reward {name!r} does not accept kwargs {kw}: {exc}") from None
+            accepted = [p.name for p in list(signature.parameters.values())[2:]
+                        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            raise RewardError(f"reward.kwargs.{name}: reward {name!r} does not accept {kw} ({exc}); its keyword "
+                              f"arguments are: {', '.join(accepted) or 'none'}") from None
         except ValueError:
             pass  # no introspectable signature: find out at call time
         return functools.partial(fn, **kw)

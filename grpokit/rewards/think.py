@@ -2,17 +2,20 @@
 
 A well-formed completion is ``<think> reasoning </think> answer``: exactly one block, opened
 before anything else is said, with some reasoning inside and something after it. When the chat
-template already opened the block in the prompt (DeepSeek-R1 style ``...<think>\\n``), pass
-``opened_in_prompt=True``: the completion then holds only the reasoning and ``</think>``.
+template already opened the block in the prompt (DeepSeek-R1 style ``...<think>\\n``), the
+completion holds only the reasoning and ``</think>``. grpokit records that per example when it
+builds the prompt ids (``example["think_opened_in_prompt"]``, see grpokit/data/chat.py); every
+reward here reads it unless ``opened_in_prompt`` is given explicitly (True/False overrides).
 """
 
 from __future__ import annotations
 
-from .answers import THINK_CLOSE, THINK_OPEN
+from .answers import THINK_CLOSE, THINK_OPEN, THINK_OPENED_KEY, as_written, opened_in
 from .latex import DEFAULT_TIMEOUT_S
 from .math_rewards import gold_answer, grade
 
-__all__ = ["has_think_block", "think_format_reward", "think_math_reward", "reward_with_thinking"]
+__all__ = ["THINK_OPENED_KEY", "has_think_block", "opened_in", "as_written", "think_format_reward",
+           "think_math_reward", "reward_with_thinking"]
 
 
 def has_think_block(completion: str, *, opened_in_prompt: bool = False) -> bool:
@@ -33,9 +36,10 @@ def has_think_block(completion: str, *, opened_in_prompt: bool = False) -> bool:
 
 
 def think_format_reward(completion: str, example: dict | None = None, *,
-                        opened_in_prompt: bool = False) -> float:
-    """Registry name ``think_format``: 1.0 for a well-formed think block before the answer."""
-    return 1.0 if has_think_block(completion, opened_in_prompt=opened_in_prompt) else 0.0
+                        opened_in_prompt: bool | None = None) -> float:
+    """Registry name ``think_format``: 1.0 for a well-formed think block before the answer.
+    ``opened_in_prompt``: None reads the record (see ``opened_in``)."""
+    return 1.0 if has_think_block(completion, opened_in_prompt=opened_in(example, opened_in_prompt)) else 0.0
 
 
 def reward_with_thinking(
@@ -73,12 +77,13 @@ def think_math_reward(
     correct_plain: float = 0.5,
     wrong_think: float = -0.2,
     otherwise: float = -0.5,
-    opened_in_prompt: bool = False,
+    opened_in_prompt: bool | None = None,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
 ) -> float | None:
-    """Registry name ``think_math``: ``reward_with_thinking`` against ``example["answer"]``."""
+    """Registry name ``think_math``: ``reward_with_thinking`` against ``example["answer"]``.
+    ``opened_in_prompt``: None reads the record (see ``opened_in``)."""
     return reward_with_thinking(
         completion, gold_answer(example),
         correct_think=correct_think, correct_plain=correct_plain, wrong_think=wrong_think,
-        otherwise=otherwise, opened_in_prompt=opened_in_prompt, timeout_s=timeout_s,
+        otherwise=otherwise, opened_in_prompt=opened_in(example, opened_in_prompt), timeout_s=timeout_s,
     )

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import warnings
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 
@@ -206,7 +207,7 @@ def generate(
     *,
     group_size: int,
     max_new_tokens: int,
-    eos_id: int,
+    eos_id: int | Iterable[int],
     pad_id: int,
     temperature: float = 1.0,
     top_p: float = 1.0,
@@ -219,6 +220,9 @@ def generate(
     lean_decode: bool = False,
 ) -> Rollout:
     """Sample group_size completions per prompt with a KV cache, stopping rows at EOS.
+
+    eos_id: one id or several (every end-of-turn id, grpokit.data.chat.stop_token_ids): a row
+    ends at the first of them, which is kept (counted in lengths_B, inside the loss mask).
 
     share_prefill runs the prompt forward once per prompt and copies its cache G times, instead
     of once per sample; the result is the same tokens either way. sampler: "multinomial"
@@ -241,11 +245,13 @@ def generate(
         ids_BL, mask_BL = ids_PL.repeat_interleave(repeat, 0), mask_PL.repeat_interleave(repeat, 0)
         B = ids_BL.shape[0]
         finished_B = torch.zeros(B, dtype=torch.bool, device=device)
+        stop_S = torch.tensor(sorted({int(i) for i in ([eos_id] if isinstance(eos_id, int) else eos_id)}),
+                              dtype=torch.long, device=device)
         tokens, entropies, lengths_B = [], [], torch.zeros(B, dtype=torch.long, device=device)
         for step in range(max_new_tokens):
             logits_BV = dec.logits_BV()
             if step < min_new_tokens:  # the logits are this step's own tensor: edit in place
-                logits_BV[:, eos_id] = float("-inf")
+                logits_BV[:, stop_S] = float("-inf")
             tok_B, ent_B = next_tokens_B(logits_BV, temperature=temperature, top_k=top_k, top_p=top_p,
                                          generator=generator, sampler=sampler)
             if ent_B is not None:
@@ -253,7 +259,7 @@ def generate(
             tok_B = torch.where(finished_B, torch.full_like(tok_B, pad_id), tok_B)
             tokens.append(tok_B)
             lengths_B += (~finished_B).long()
-            finished_B = finished_B | (tok_B == eos_id)
+            finished_B = finished_B | torch.isin(tok_B, stop_S)
             if bool(finished_B.all()) or step == max_new_tokens - 1:
                 break
             dec.feed(tok_B, finished_B)

@@ -20,7 +20,9 @@ from grpokit.config import Config, ConfigError, check_whole_groups, to_dict, val
 from grpokit.eval.evaluate import evaluate_examples
 from grpokit.parallel.dist import Dist, init_distributed
 from grpokit.train.logs import MetricsLog, NullLog, plot_run, truncate_lines
+from grpokit.data.chat import describe_ids
 from grpokit.models.loading import load_model, load_tokenizer, model_path, prepare_model, save_outputs
+from grpokit.models.locate import locate_model, naming_the_model
 from grpokit.policy.reference import build_reference
 from grpokit.rewards import resolve_reward
 from grpokit.parallel.sharding import full_model_state, full_state, gathered, load_full_state, reads_weights, shard_for_training
@@ -110,8 +112,12 @@ def build_scorer(cfg: Config):
 
 
 def reward_kwargs(cfg: Config, names) -> dict[str, dict]:
-    """The config's settings of built-in rewards among `names` (the code reward's limits)."""
-    return {"code": cfg.reward.code_kwargs()} if "code" in names else {}
+    """Keyword arguments of the rewards among `names`: reward.kwargs, and for the code reward its
+    limits from reward.code_* (an explicit reward.kwargs entry wins)."""
+    out = {name: dict(cfg.reward.kwargs[name]) for name in names if cfg.reward.kwargs.get(name)}
+    if "code" in names:
+        out["code"] = {**cfg.reward.code_kwargs(), **out.get("code", {})}
+    return out
 
 
 def accuracy_judge(cfg: Config):
@@ -154,10 +160,12 @@ def _load(cfg: Config, d: Dist, log):
         path = model_path(cfg.model, log=log)
     d.barrier()
     path = model_path(cfg.model, log=log) if not d.is_main else path
+    locate_model(path, cfg.model.revision)
     start = adapter_start(path, cfg.model)  # a saved adapter to continue (or a clear error), before any load
     own_tokenizer = start is None or (Path(path) / "tokenizer_config.json").is_file()
     tokenizer = load_tokenizer(path if own_tokenizer else start.base, cfg.model)
-    train_examples, eval_examples = load_examples(cfg.data, tokenizer, log=log if d.is_main else _quiet)
+    with naming_the_model(cfg.model.name_or_path, "--model.name-or-path"):
+        train_examples, eval_examples = load_examples(cfg.data, tokenizer, log=log if d.is_main else _quiet)
     if d.device is not None:
         cfg.model.device = str(d.device)  # one device per rank
     model = prepare_model(load_model(start.base if start else path, cfg.model), cfg.model, adapter=start)
@@ -206,7 +214,7 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
             if not d.is_main or not eval_examples:
                 return {"eval_accuracy": math.nan}
             s = evaluate_examples(model, tokenizer, eval_examples, judge, max_new_tokens=cfg.rollout.max_new_tokens,
-                                  lean_decode=cfg.rollout.lean_decode).summary
+                                  lean_decode=cfg.rollout.lean_decode, stop_token_ids=cfg.rollout.stop_token_ids).summary
         return {"eval_accuracy": s["accuracy"], "eval_truncated_share": s["truncated_share"],
                 "eval_completion_len_mean": s["mean_completion_tokens"], "eval_think_share": s["think_share"]}
 
@@ -214,6 +222,7 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
     shard_for_training(model, reference, cfg.train.sharding, d, log)
     trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, ref_logprobs=reference,
                       dist=d, sampler=make_sampler(cfg.data, len(train_examples)))
+    log(f"rollout: a completion ends at any of {describe_ids(tokenizer, trainer.stop_ids)}")
     fingerprint = data_fingerprint(train_examples)
     if resume_from is not None:
         saved = ckpt.load_checkpoint(resume_from, weights=reads_weights(model, d))

@@ -15,11 +15,13 @@ from grpokit.algo.advantages import compute_advantages_PG, zero_std_P
 from grpokit.algo.aggregate import aggregate
 from grpokit.algo.losses import per_token_loss_BT
 from grpokit.config import Config, check_whole_groups
+from grpokit.data.chat import stop_token_ids
 from grpokit.data.records import PromptSampler, example_prompt_ids
 from grpokit.parallel.dist import Dist
 from grpokit.eval.evaluate import decode_completions
 from grpokit.parallel.host_memory import keep_freed_memory
 from grpokit.policy.forward import completion_logprobs_BT, dropout_off
+from grpokit.rewards.overlong import completion_records
 from grpokit.rollout.generate import Rollout, eval_mode, generate
 from grpokit.parallel.sharding import full_norm, gathered, is_sharded, passes_to_match
 
@@ -79,6 +81,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, warmup=t.warmup_steps, total=total, min_ratio=t.min_lr_ratio))
         self.sampler = sampler if sampler is not None else PromptSampler(len(train_examples), cfg.data.seed)
+        self.stop_ids = stop_token_ids(tokenizer, model, cfg.rollout.stop_token_ids)  # every end-of-turn id
         self.step_idx = 0
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -111,14 +114,15 @@ class Trainer:
         with gathered(self.model):  # ranks stop decoding at different steps: no per-forward collectives
             rollout = generate(
                 self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
-                max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.tokenizer.eos_token_id,
+                max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                 generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
                 share_prefill=r.share_prefill, sampler=r.sampler, lean_decode=r.lean_decode,
             )
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
-        scored = self.scorer.score(texts, [ex for ex in examples for _ in range(r.group_size)])
+        scored = self.scorer.score(texts, completion_records(examples, r.group_size, rollout.lengths_B.tolist(),
+                                                             rollout.ended_B.tolist(), r.max_new_tokens))
         local_PG = torch.tensor([math.nan if x is None else x for x in scored.total],
                                 dtype=torch.float32).view(per_rank, r.group_size)
         self.last_record = {"indices": local, "completion_ids": [
@@ -140,22 +144,26 @@ class Trainer:
         skip = cfg.algo.skip_zero_advantage and cfg.algo.beta == 0
         rows_B = (adv_B != 0).nonzero().view(-1) if skip else torch.arange(len(adv_B), device=self.device)
         mask_BT = rollout.completion_mask_BT
+        kept_B = rollout.ended_B if cfg.algo.mask_truncated else torch.ones_like(rollout.ended_B)
+        rows_B = rows_B[kept_B[rows_B]]  # algo.mask_truncated: truncated rows take no part in the loss
         ent = rollout.entropy_BT
-        num_seqs, num_tokens, len_sum, trunc, ent_sum, in_update = d.sum_floats(
-            len(adv_B), float(mask_BT.sum()), float(rollout.lengths_B.sum()), float((~rollout.ended_B).sum()),
-            float((ent * mask_BT).sum()) if ent is not None else math.nan, len(rows_B))
+        num_all, num_seqs, all_tokens, num_tokens, len_sum, trunc, ent_sum, in_update = d.sum_floats(
+            len(adv_B), float(kept_B.sum()), float(mask_BT.sum()), float((mask_BT * kept_B[:, None]).sum()),
+            float(rollout.lengths_B.sum()),
+            float((~rollout.ended_B).sum()), float((ent * mask_BT).sum()) if ent is not None else math.nan, len(rows_B))
         rewards_B = rewards_PG.reshape(-1)
         judged = rewards_B[~rewards_B.isnan()]
         metrics = {
             "reward_mean": float(judged.mean()) if len(judged) else math.nan,
             "reward_std": float(judged.std()) if len(judged) > 1 else 0.0,
             "frac_zero_std": float(zero_std_P(rewards_PG).float().mean()),
-            "completion_len_mean": len_sum / num_seqs,
-            "truncated_share": trunc / num_seqs,
-            "entropy": ent_sum / max(num_tokens, 1),
+            "completion_len_mean": len_sum / num_all,
+            "truncated_share": trunc / num_all,
+            "entropy": ent_sum / max(all_tokens, 1),
             "seqs_in_update": int(in_update),
         }
-        return StepBatch(rollout, adv_B, rows_B, num_seqs=int(num_seqs), num_tokens=int(num_tokens), metrics=metrics)
+        return StepBatch(rollout, adv_B, rows_B, num_seqs=max(int(num_seqs), 1), num_tokens=int(num_tokens),
+                         metrics=metrics)
 
     def _micro_batches(self, batch: StepBatch):
         size = self.cfg.train.micro_batch_size
