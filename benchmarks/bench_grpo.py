@@ -245,7 +245,7 @@ def calibrate_threads(worker: Worker, steps: int, settle_s: float, log) -> int:
 
 def measure_ablations(workload: str, variants, rounds: int, per_round: int, warmup: int, base: Worker,
                       log_dir: Path, log, settle_s: float) -> list[dict]:
-    """Each variant against grpokit with everything on, alternating the two."""
+    """Each variant against grpokit at its defaults, alternating the two."""
     out = []
     for variant in variants:
         other = Worker("grpokit", workload, "default" if variant == "threads" else variant, log_dir)
