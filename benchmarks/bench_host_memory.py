@@ -4,7 +4,7 @@
 
 The setting is process-wide and one-way, so each side runs in a fresh process (this script
 re-runs itself with --side on|off), alternating on off on off ..., each for --steps steps after
-2 warm-up steps, with every grpokit speed switch on as in bench_grpo.py. Reported per process:
+2 warm-up steps, grpokit at its defaults as in bench_grpo.py. Reported per process:
 median step, generation and update seconds, minor page faults per step (getrusage), peak RSS.
 """
 

@@ -1,15 +1,17 @@
 """grpokit's side of bench_grpo.py: Trainer.step() on a workload, timed step by step.
 
-"default" is grpokit with every speed switch on (see FAST); each other variant turns one
-optimisation off, to show its gain. Switches that are config fields are set in the config; the
-two that are always on in grpokit (logits_to_keep + chunked log-softmax, padding trimming) are
-turned off by substituting the plain code for grpokit's. (The preallocated KV cache, also always
-on, serves only the model's own decode, which the lean decode replaces here. The thread count is
-the driver's business: bench_grpo.py sets it per worker.)
+"default" is grpokit as `grpokit train` runs it: its defaults, no switch set here. Each other
+variant forces one optimisation off, to show its gain: a config field where the choice is the
+user's (train.keep_freed_memory, algo.skip_zero_advantage), otherwise the slower path that
+grpokit's internal arguments select (generate's decoder= and share_prefill=, policy_logprobs_BT's
+fused_head= and share_prompt=), or plain code substituted for grpokit's (multinomial sampling,
+logits at every position, untrimmed padding). The thread count is the driver's business:
+bench_grpo.py sets it per worker.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -17,31 +19,94 @@ import torch
 from benchmarks import flops
 from benchmarks.workloads import WORKLOADS, examples, load, reward_spec
 
-# the non-default config values of the benchmarked grpokit (each is a documented switch)
-FAST = {"rollout.sampler": "inverse_cdf", "rollout.lean_decode": True, "train.fused_logprobs": True,
-        "train.share_prompt_forward": True}
+
+def _wrap(module, name: str, **kwargs):
+    """A patch: module.name called with these keyword arguments added."""
+    return lambda: setattr(module, name, functools.partial(getattr(module, name), **kwargs))
+
+
+def _trainer():
+    import grpokit.train.trainer
+
+    return grpokit.train.trainer
+
+
+def _all_position_logits(model, rollout):
+    """The plain way: logits at every position, then keep the completion's."""
+    from grpokit.rollout.generate import positions_from_mask
+
+    T = rollout.completion_ids_BT.shape[1]
+    ids_BS = torch.cat([rollout.prompt_ids_BL, rollout.completion_ids_BT], dim=1)
+    mask_BS = torch.cat([rollout.prompt_mask_BL, rollout.completion_mask_BT.long()], dim=1)
+    logits = model(input_ids=ids_BS, attention_mask=mask_BS, position_ids=positions_from_mask(mask_BS)).logits
+    return logits[:, -T - 1 : -1]
+
+
+def _select_untrimmed(self, rows_B):
+    from grpokit.rollout.generate import Rollout
+
+    ent = None if self.entropy_BT is None else self.entropy_BT[rows_B]
+    return Rollout(self.prompt_ids_BL[rows_B], self.prompt_mask_BL[rows_B], self.completion_ids_BT[rows_B],
+                   self.lengths_B[rows_B], self.ended_B[rows_B], 1, ent)
+
+
+def _multinomial_next_B(logits_BV, *, temperature, top_k, top_p, generator):
+    """torch.multinomial on the filtered softmax, entropy from log_softmax: the usual way."""
+    from grpokit.algo.logprobs import entropy_BT
+    from grpokit.algo.sampling import filter_logits_BV
+
+    if temperature == 0.0:
+        return logits_BV.argmax(-1), None
+    z_BV = logits_BV.float() / temperature
+    probs_BV = torch.softmax(filter_logits_BV(z_BV, top_k=top_k, top_p=top_p), dim=-1)
+    return torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1), entropy_BT(z_BV[:, None])[:, 0]
+
+
+def _patch_full_logits():
+    import grpokit.policy.forward
+
+    _wrap(_trainer(), "policy_logprobs_BT", fused_head=False, share_prompt=False)()
+    grpokit.policy.forward.completion_logits_BTV = _all_position_logits
+
+
+def _patch_no_trim():
+    import grpokit.rollout.generate
+
+    grpokit.rollout.generate.Rollout.select = _select_untrimmed
+
+
+def _patch_multinomial():
+    import grpokit.rollout.generate
+
+    grpokit.rollout.generate.sample_next_B = _multinomial_next_B
+
+
+def _patch_model_decoder():
+    from grpokit.rollout.decoders import ModelDecoder
+
+    _wrap(_trainer(), "generate", decoder=ModelDecoder)()
+
 
 # name -> (config overrides, patch to apply or None, what is turned off)
 VARIANTS = {
-    "default": ({}, None, "every optimisation on"),
-    "no_shared_prefill": ({"rollout.share_prefill": False}, None,
+    "default": ({}, None, "grpokit's defaults"),
+    "no_shared_prefill": ({}, lambda: _wrap(_trainer(), "generate", share_prefill=False)(),
                           "prefill every sample's prompt, not once per group"),
-    "no_lean_decode": ({"rollout.lean_decode": False}, None,
+    "no_lean_decode": ({}, _patch_model_decoder,
                        "decode through the model's own forward (its KV cache holds each prompt G times)"),
     "no_keep_freed_memory": ({"train.keep_freed_memory": False}, None,
                              "glibc returns freed blocks to the OS; large tensors are page-faulted in every step"),
-    "multinomial": ({"rollout.sampler": "multinomial"}, None,
+    "multinomial": ({}, _patch_multinomial,
                     "torch.multinomial (an exponential per vocabulary entry) instead of one uniform per row"),
     "no_skip_zero_adv": ({"algo.skip_zero_advantage": False}, None,
                          "forward/backward also on rows whose advantage is 0"),
-    "no_fused_logprobs": ({"train.fused_logprobs": False}, None,
+    "no_fused_logprobs": ({}, lambda: _wrap(_trainer(), "policy_logprobs_BT", fused_head=False)(),
                           "logits of the micro-batch built, then chunked log-softmax by autograd"),
-    "no_share_prompt": ({"train.share_prompt_forward": False}, None,
+    "no_share_prompt": ({}, lambda: _wrap(_trainer(), "policy_logprobs_BT", share_prompt=False)(),
                         "update runs each row's prompt, not once per group"),
-    "full_logits": ({"train.fused_logprobs": False, "train.share_prompt_forward": False,
-                     "train.logprob_chunk": 1 << 30}, "full_logits",
+    "full_logits": ({"train.logprob_chunk": 1 << 30}, _patch_full_logits,
                     "logits at every position (no logits_to_keep), one log-softmax for the whole micro-batch"),
-    "no_trim": ({}, "no_trim", "micro-batches keep padding columns every row has"),
+    "no_trim": ({}, _patch_no_trim, "micro-batches keep padding columns every row has"),
 }
 
 
@@ -70,40 +135,10 @@ def make_config(workload: str, overrides: dict):
     r.max_new_tokens, r.min_new_tokens, r.temperature, r.top_p = w.max_new_tokens, w.min_new_tokens, w.temperature, w.top_p
     t.lr, t.warmup_steps, t.min_lr_ratio, t.micro_batch_size, t.steps = w.lr, 0, 1.0, 64, 10_000
     cfg.reward.names, cfg.reward.weights = [reward_spec(workload)], [1.0]
-    for key, value in {**FAST, **overrides}.items():
+    for key, value in overrides.items():
         section, name = key.split(".")
         setattr(getattr(cfg, section), name, value)
     return validate(cfg)
-
-
-def _all_position_logits(model, rollout):
-    """The plain way: logits at every position, then keep the completion's."""
-    from grpokit.rollout.generate import positions_from_mask
-
-    T = rollout.completion_ids_BT.shape[1]
-    ids_BS = torch.cat([rollout.prompt_ids_BL, rollout.completion_ids_BT], dim=1)
-    mask_BS = torch.cat([rollout.prompt_mask_BL, rollout.completion_mask_BT.long()], dim=1)
-    logits = model(input_ids=ids_BS, attention_mask=mask_BS, position_ids=positions_from_mask(mask_BS)).logits
-    return logits[:, -T - 1 : -1]
-
-
-def _select_untrimmed(self, rows_B):
-    from grpokit.rollout.generate import Rollout
-
-    ent = None if self.entropy_BT is None else self.entropy_BT[rows_B]
-    return Rollout(self.prompt_ids_BL[rows_B], self.prompt_mask_BL[rows_B], self.completion_ids_BT[rows_B],
-                   self.lengths_B[rows_B], self.ended_B[rows_B], 1, ent)
-
-
-def apply_patch(name: str | None) -> None:
-    import grpokit.policy.forward
-    import grpokit.rollout.generate
-    import grpokit.train.trainer
-
-    if name == "full_logits":
-        grpokit.policy.forward.completion_logits_BTV = _all_position_logits
-    elif name == "no_trim":
-        grpokit.rollout.generate.Rollout.select = _select_untrimmed
 
 
 class GrpokitSession:
@@ -112,7 +147,8 @@ class GrpokitSession:
         from grpokit.train.trainer import Trainer
 
         overrides, patch, _ = VARIANTS[variant]
-        apply_patch(patch)
+        if patch is not None:
+            patch()
         cfg = make_config(workload, overrides)
         cfg.train.seed = seed
         torch.manual_seed(seed)

@@ -129,10 +129,7 @@ class RolloutConfig:
     temperature: float = 1.0  # sampling temperature; log-probs use the same scaled logits
     top_p: float = 1.0  # nucleus sampling mass (1.0 = off)
     top_k: int = 0  # keep only the k most likely tokens (0 = off)
-    share_prefill: bool = True  # run each prompt's prefill once per group and share its KV cache
-    lean_decode: bool = False  # llama/qwen2/qwen3/mistral models: decode rollouts and the evaluations during training with grpokit's own step (each group's prompt cached and attended once, no mask built per token); other models decode through their own forward (same tokens to float rounding)
     stop_token_ids: list[int] = field(default_factory=list)  # more ids that end a completion, besides the tokenizer's EOS, every generation_config eos_token_id and the chat template's end-of-turn token (all always stop); the stop token stays in the loss
-    sampler: str = "multinomial"  # multinomial (torch.multinomial) | inverse_cdf (same distribution, one uniform per row: ~30x cheaper per token on a 32k vocabulary; other tokens for a seed)
 
 
 @dataclass
@@ -180,8 +177,6 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # clip the gradient norm to this (0 = no clipping)
     micro_batch_size: int = 64  # sequences per forward/backward; gradients accumulate over the batch
     logprob_chunk: int = 256  # positions per chunk when computing log-softmax
-    fused_logprobs: bool = False  # LM head fused with the log-softmax, chunk by chunk, on real completion positions only: it keeps each chunk's probabilities for the backward and builds none of autograd's further vocabulary-sized tensors (same values to float rounding)
-    share_prompt_forward: bool = False  # in the update, run each distinct prompt of a micro-batch once and share its KV cache across its rows (same gradient)
     keep_freed_memory: bool = True  # single-process CPU runs: glibc malloc keeps freed blocks for reuse instead of returning them to the OS, which page-faults large tensors in anew every step (process-wide; host_memory.py)
     seed: int = 0  # seed of model sampling
     eval_every: int = 100  # greedy accuracy on the held-out set every N steps (0 = only before and after)
@@ -297,8 +292,6 @@ def validate(cfg: Config) -> Config:
     need(r.temperature > 0, "rollout.temperature", f"must be > 0 for training (got {r.temperature}); greedy is for eval")
     need(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
     need(r.top_k >= 0, "rollout.top_k", f"must be >= 0, got {r.top_k}")
-    need(r.sampler in ("multinomial", "inverse_cdf"), "rollout.sampler",
-         f"unknown sampler {r.sampler!r}{_did_you_mean(str(r.sampler), ('multinomial', 'inverse_cdf'))}")
     if not cfg.reward.names:
         from grpokit.data.presets import get_preset
 
@@ -336,10 +329,5 @@ def validate(cfg: Config) -> Config:
         need(cfg.model.mode == "full", "train.sharding",
              f"{t.sharding} shards full fine-tuning; model.mode {cfg.model.mode!r} trains a small adapter, whose "
              "replica fits every GPU: use train.sharding none")
-        for name in ("train.fused_logprobs", "train.share_prompt_forward", "rollout.lean_decode"):
-            section, field_ = name.split(".")
-            need(not getattr(getattr(cfg, section), field_), "train.sharding",
-                 f"{t.sharding} cannot be combined with {name} (that path calls the decoder and the LM head "
-                 "outside the model's forward, where FSDP gathers the root's weights)")
     cfg.model.check()
     return cfg

@@ -100,11 +100,11 @@ def sample_rollout(model, tokenizer, prompts=("12+34", "7+8", "90+9"), group_siz
 
 @torch.no_grad()
 def logprobs(model, rollout, temperature: float = 1.0) -> torch.Tensor:
-    from grpokit.policy.forward import completion_logprobs_BT
+    from grpokit.policy.forward import policy_logprobs_BT
     from grpokit.rollout.generate import eval_mode
 
     with eval_mode(model):
-        return completion_logprobs_BT(model, rollout, temperature=temperature)[0]
+        return policy_logprobs_BT(model, rollout, temperature=temperature)
 
 
 TEXT_CHARS = [chr(c) for c in range(32, 127)] + ["\n"]

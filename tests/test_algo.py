@@ -242,8 +242,8 @@ def test_top_k_and_top_p_filters():
     # nucleus 0.7: 0.5 + 0.3 reaches it; the rest is cut
     assert torch.isinf(filter_logits_BV(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
     assert torch.isinf(filter_logits_BV(logits, top_p=0.85)).tolist() == [[False, False, False, True]]
-    assert sample_next_B(logits, temperature=0.0).tolist() == [0]
+    assert sample_next_B(logits, temperature=0.0)[0].tolist() == [0]
     g = torch.Generator().manual_seed(0)
-    draws = sample_next_B(logits.expand(4000, 4), temperature=1.0, generator=g)
+    draws = sample_next_B(logits.expand(4000, 4), temperature=1.0, generator=g)[0]
     freq = torch.bincount(draws, minlength=4).float() / 4000
     assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.03)

@@ -16,20 +16,23 @@ RECORD_KEYS = {"step_s", "cpu_s", "gen_s", "reward_s", "update_s", "completions"
                "zero_std_groups", "gen_flops", "update_flops"}
 
 
-def test_grpokit_path_runs_a_step_with_every_switch_on():
-    from benchmarks.grpokit_runner import FAST, GrpokitSession
+def test_grpokit_path_runs_a_step_at_grpokits_defaults():
+    from benchmarks.grpokit_runner import GrpokitSession, make_config
+    from grpokit.config import Config
 
+    cfg, default = make_config("smoke", {}), Config()
+    for section in ("algo", "train", "rollout"):  # only the workload's shape, not a speed switch, differs
+        changed = {k for k, v in vars(getattr(cfg, section)).items() if getattr(getattr(default, section), k) != v}
+        assert changed <= {"prompts_per_step", "group_size", "max_new_tokens", "min_new_tokens", "temperature",
+                           "top_p", "lr", "warmup_steps", "min_lr_ratio", "micro_batch_size", "steps"}, changed
     session = GrpokitSession("smoke")
-    cfg = session.trainer.cfg
-    for key, value in FAST.items():
-        section, name = key.split(".")
-        assert getattr(getattr(cfg, section), name) == value, key
     rec = session.step()
     assert RECORD_KEYS <= set(rec) and rec["completions"] == 4 and 4 <= rec["gen_tokens"] <= 16
     assert rec["gen_flops"] > 0 and rec["step_s"] >= rec["gen_s"] > 0
 
 
-@pytest.mark.parametrize("variant", ["full_logits", "no_trim"])
+@pytest.mark.parametrize("variant", ["full_logits", "no_trim", "multinomial", "no_lean_decode", "no_shared_prefill",
+                                     "no_fused_logprobs"])
 def test_grpokit_variants_that_patch_grpokit_run(variant, monkeypatch):
     import grpokit.policy.forward
     import grpokit.rollout.generate
@@ -38,9 +41,10 @@ def test_grpokit_variants_that_patch_grpokit_run(variant, monkeypatch):
 
     # the patches are meant for a benchmark worker's own process: undo them after this test,
     # or later tests in this pytest worker would run the unoptimised code
+    for module, name in ((grpokit.policy.forward, "completion_logits_BTV"), (grpokit.train.trainer, "generate"),
+                         (grpokit.train.trainer, "policy_logprobs_BT"), (grpokit.rollout.generate, "sample_next_B")):
+        monkeypatch.setattr(module, name, getattr(module, name))
     monkeypatch.setattr(grpokit.rollout.generate.Rollout, "select", grpokit.rollout.generate.Rollout.select)
-    monkeypatch.setattr(grpokit.policy.forward, "completion_logits_BTV", grpokit.policy.forward.completion_logits_BTV)
-    monkeypatch.setattr(grpokit.train.trainer, "generate", grpokit.train.trainer.generate)
     assert GrpokitSession("smoke", variant).step()["completions"] == 4
 
 

@@ -1,11 +1,19 @@
-"""Level 2: grpokit's switchable speed-ups give the plain path's samples, log-probs, gradients
-and losses (the inverse-CDF sampler: the same distribution, other draws)."""
+"""Level 2: the fast update forward (fused head + shared prompt, the default) gives the plain
+forward's log-probs, gradients and losses, and falls back to the model's own forward, saying
+why once, where the model does not allow it (the sampler's own tests: test_sampling.py)."""
+
+import functools
+import logging
 
 import torch
 
 from grpokit.algo.logprobs import entropy_BT, head_logprobs_N, token_logprobs_BT
-from grpokit.policy.forward import _SPLIT_CHECKED, completion_logprobs_BT
-from grpokit.rollout.generate import generate, sample_inverse_cdf_B
+from grpokit.policy import forward
+from grpokit.policy.forward import _SPLIT_CHECKED, policy_logprobs_BT
+from grpokit.rollout import decoders
+from grpokit.rollout.generate import generate
+
+PLAIN = dict(fused_head=False, share_prompt=False)  # the internal switches that force the plain forward
 
 
 def _prompts(tok):
@@ -20,49 +28,17 @@ def _rollout(model, tok, **kw):
     return generate(model, _prompts(tok), **{**args, **kw})
 
 
-def test_inverse_cdf_draws_follow_the_probabilities_and_never_pick_a_zero():
-    g = torch.Generator().manual_seed(0)
-    probs_V = torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0])
-    draws = sample_inverse_cdf_B(probs_V.expand(200_000, -1) * 7.0, g)  # unnormalised is fine
-    freq = torch.bincount(draws, minlength=5).float() / len(draws)
-    assert freq[1] == 0 and freq[4] == 0
-    assert torch.allclose(freq, probs_V, atol=0.005)
-    # several blocks of 256, a ragged last one, zeros inside and at the block edges
-    probs_V = torch.rand(700, generator=g) ** 4
-    probs_V[::7], probs_V[250:260], probs_V[-30:] = 0, 0, 0
-    n = 300_000
-    freq = torch.bincount(sample_inverse_cdf_B(probs_V.expand(n, -1), g), minlength=700).float() / n
-    p_V = probs_V / probs_V.sum()
-    assert freq[p_V == 0].sum() == 0
-    chi2 = float(((freq - p_V)[p_V > 0] ** 2 / p_V[p_V > 0]).sum() * n)
-    dof = int((p_V > 0).sum()) - 1
-    assert chi2 < dof + 5 * (2 * dof) ** 0.5  # 5 sigma
-    one_hot = torch.zeros(4, 600)
-    one_hot[torch.arange(4), torch.tensor([0, 255, 256, 599])] = 1
-    assert sample_inverse_cdf_B(one_hot, g).tolist() == [0, 255, 256, 599]
-
-
-def test_inverse_cdf_rollout_shares_prefill_and_keeps_entropy_finite_with_min_tokens(tiny_llama):
+def test_rollout_entropy_is_the_entropy_of_its_logits_with_min_tokens(tiny_llama):
     model, tok = tiny_llama
-    a = _rollout(model, tok, sampler="inverse_cdf", min_new_tokens=3)
-    b = _rollout(model, tok, sampler="inverse_cdf", min_new_tokens=3, share_prefill=False)
+    a = _rollout(model, tok, min_new_tokens=3)
+    b = _rollout(model, tok, min_new_tokens=3, share_prefill=False)
     assert torch.equal(a.completion_ids_BT, b.completion_ids_BT) and (a.lengths_B >= 3).all()
     assert torch.isfinite(a.entropy_BT).all()
-    plain = _rollout(model, tok, min_new_tokens=3)  # the multinomial path: same entropy formula
-    assert torch.isfinite(plain.entropy_BT).all()
-    assert torch.allclose(a.entropy_BT[:, 0], plain.entropy_BT[:, 0], atol=1e-5)
-
-
-def test_entropy_ignores_banned_tokens():
-    logits = torch.tensor([[[0.0, 0.0, float("-inf")]]])
-    assert torch.allclose(entropy_BT(logits), torch.log(torch.tensor([[2.0]])))
-
-
-def test_preallocated_cache_samples_the_same_tokens(tiny_llama):
-    model, tok = tiny_llama
-    a, b = _rollout(model, tok, preallocate=True), _rollout(model, tok, preallocate=False)
-    assert torch.equal(a.completion_ids_BT, b.completion_ids_BT) and torch.equal(a.lengths_B, b.lengths_B)
-    assert torch.allclose(a.entropy_BT, b.entropy_BT)
+    # the first step's logits are the prompt's, with EOS banned (min_new_tokens)
+    with torch.no_grad():
+        logits_BV = model(input_ids=a.prompt_ids_BL, attention_mask=a.prompt_mask_BL).logits[:, -1]
+    logits_BV[:, tok.eos_token_id] = float("-inf")
+    assert torch.allclose(a.entropy_BT[:, 0], entropy_BT(logits_BV[:, None], temperature=0.9)[:, 0], atol=1e-5)
 
 
 def test_fused_head_logprobs_and_gradients_match_autograd():
@@ -80,7 +56,7 @@ def test_fused_head_logprobs_and_gradients_match_autograd():
 
 def _logprobs_and_grads(model, rollout, weights_BT, **kw):
     model.zero_grad(set_to_none=True)
-    logp_BT, _ = completion_logprobs_BT(model, rollout, temperature=0.9, **kw)
+    logp_BT = policy_logprobs_BT(model, rollout, temperature=0.9, **kw)
     mask_BT = rollout.completion_mask_BT
     (logp_BT * weights_BT * mask_BT).sum().backward()
     return logp_BT.detach() * mask_BT, [p.grad.clone() for p in model.parameters()]
@@ -92,22 +68,24 @@ def test_fused_head_and_shared_prompt_match_the_plain_forward(tiny_llama):
     assert ro.lengths_B.min() < ro.lengths_B.max()  # padding inside the completions too
     model.train()
     w_BT = torch.randn(ro.completion_ids_BT.shape)
-    want, want_g = _logprobs_and_grads(model, ro, w_BT)
-    for kw in (dict(fused_head=True), dict(share_prompt=True), dict(fused_head=True, share_prompt=True)):
+    want, want_g = _logprobs_and_grads(model, ro, w_BT, **PLAIN)
+    for kw in (dict(share_prompt=False), dict(fused_head=False), {}):  # {}: the default, both on
         got, got_g = _logprobs_and_grads(model, ro, w_BT, **kw)
         assert torch.allclose(got, want, atol=1e-5), kw
         assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(got_g, want_g)), kw
+    assert _SPLIT_CHECKED[model] == {True: None, False: None}  # the split path was checked and taken
     part = ro.select(torch.tensor([7, 3, 4, 0]))  # mixed prompts, trimmed columns
-    got, _ = completion_logprobs_BT(model, part, fused_head=True, share_prompt=True)
-    want, _ = completion_logprobs_BT(model, part)
+    got = policy_logprobs_BT(model, part)
+    want = policy_logprobs_BT(model, part, **PLAIN)
     assert torch.allclose(got, want * part.completion_mask_BT, atol=1e-5)
 
 
-def test_a_head_that_is_not_a_plain_linear_falls_back_to_the_model_forward(tiny_llama):
+def test_heads_the_split_cannot_reproduce_fall_back_to_the_model_forward_and_say_why_once(tiny_llama, caplog):
     model, tok = tiny_llama
     ro = _rollout(model, tok)
+    decoders._NOTED.clear()
 
-    class Scaled(torch.nn.Linear):  # e.g. a head that scales logits: the split path would be wrong
+    class Scaled(torch.nn.Linear):  # a head that scales logits: the split path would be wrong
         def forward(self, x):
             return 0.5 * super().forward(x)
 
@@ -115,12 +93,47 @@ def test_a_head_that_is_not_a_plain_linear_falls_back_to_the_model_forward(tiny_
     scaled = Scaled(head.in_features, head.out_features, bias=False)
     scaled.weight = head.weight
     model.lm_head = scaled
-    got, _ = completion_logprobs_BT(model, ro, fused_head=True, share_prompt=True)
-    want, _ = completion_logprobs_BT(model, ro)
-    assert torch.equal(got, want)
+    with caplog.at_level(logging.WARNING, logger="grpokit"):
+        got = policy_logprobs_BT(model, ro)
+        policy_logprobs_BT(model, ro)
+        assert torch.equal(got, policy_logprobs_BT(model, ro, **PLAIN))
+        # a plain Linear whose output a hook scales: only the numerical check can tell
+        model.lm_head = head
+        head.register_forward_hook(lambda module, args, out: 0.5 * out)
+        _SPLIT_CHECKED.pop(model, None)
+        got = policy_logprobs_BT(model, ro)
+        policy_logprobs_BT(model, ro)
+        assert torch.equal(got, policy_logprobs_BT(model, ro, **PLAIN))
+    said = [r.getMessage() for r in caplog.records if forward.FALLBACK in r.getMessage()]
+    assert len(said) == 2, said  # once per reason
+    assert "the output layer is a Scaled, not a bias-free torch.nn.Linear" in said[0]
+    assert "differs from the model's forward by" in said[1]
 
 
-def test_trainer_loss_and_update_match_with_the_fast_update_paths(arithmetic_model_dir):
+def test_a_model_sharded_with_fsdp_decodes_and_updates_through_its_own_forward(tiny_llama, caplog):
+    """FSDP gathers weights in the model's own forward, so neither fast path may run; the real
+    sharded runs are in test_distributed.py. Here a model of FSDP's class stands in for one."""
+    from torch.distributed.fsdp import FSDPModule
+
+    model, tok = tiny_llama
+    plain = _rollout(model, tok)
+    want = policy_logprobs_BT(model, plain, **PLAIN)
+    decoders._NOTED.clear()
+    cls = type(model)
+    model.__class__ = type("FSDP" + cls.__name__, (FSDPModule, cls), {})  # what fully_shard does to the class
+    with caplog.at_level(logging.WARNING, logger="grpokit"):
+        assert decoders.choose_decoder(model, 20) is decoders.ModelDecoder
+        ro = _rollout(model, tok)
+        got = policy_logprobs_BT(model, ro)
+    model.__class__ = cls
+    assert torch.equal(ro.completion_ids_BT, plain.completion_ids_BT) and torch.equal(got, want)
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("not the lean decoder (the model is sharded with FSDP" in m for m in said) == 1, said
+    assert sum(forward.FALLBACK in m and "sharded with FSDP" in m for m in said) == 1, said
+
+
+def test_trainer_loss_and_update_match_with_the_fast_update_paths(arithmetic_model_dir, monkeypatch):
+    import grpokit.train.trainer
     from grpokit.config import Config
     from grpokit.models.loading import load_tokenizer
     from grpokit.rewards import RewardScorer
@@ -131,15 +144,18 @@ def test_trainer_loss_and_update_match_with_the_fast_update_paths(arithmetic_mod
     def run(fast: bool):
         cfg = Config()
         cfg.rollout.prompts_per_step, cfg.rollout.group_size = 4, 4
-        cfg.train.fused_logprobs = cfg.train.share_prompt_forward = fast
         cfg.train.micro_batch_size, cfg.algo.mu = 6, 2  # several micro-batches; old log-probs kept
+        if not fast:
+            monkeypatch.setattr(grpokit.train.trainer, "policy_logprobs_BT",
+                                functools.partial(policy_logprobs_BT, **PLAIN))
         tok = load_tokenizer(str(arithmetic_model_dir))
         model = AutoModelForCausalLM.from_pretrained(arithmetic_model_dir, dtype=torch.float32)
         examples = split_problems(ArithmeticSpec())["train"][:50]
         trainer = Trainer(cfg, model, tok, examples, RewardScorer(["arithmetic"], [1.0]))
         stats = [trainer.step() for _ in range(2)]
         if fast:  # the split path was checked against the model's own forward and taken
-            assert _SPLIT_CHECKED[model] == {True: True}
+            assert _SPLIT_CHECKED[model] == {True: None}
+        monkeypatch.undo()
         return stats, [p.detach().clone() for p in model.parameters()]
 
     (plain, p_plain), (fast, p_fast) = run(False), run(True)

@@ -1,13 +1,17 @@
-"""Level 2: the lean decode step (rollout.lean_decode) computes the model's own next-token
-logits for Llama-family architectures, gives the same rollouts as the model's forward, and
-refuses, with the reason, any model it cannot run exactly."""
+"""Level 2: the lean decode step (the default decoder for Llama-family models) computes the
+model's own next-token logits, gives the same rollouts as the model's forward, and refuses,
+with the reason logged once, any model it cannot run exactly."""
+
+import logging
 
 import pytest
 import torch
 
-from grpokit.config import Config, ConfigError, validate
-from grpokit.rollout.lean import LeanDecoder, why_not_lean
+from grpokit.config import Config
+from grpokit.rollout import decoders
+from grpokit.rollout.decoders import ModelDecoder, choose_decoder
 from grpokit.rollout.generate import generate, left_pad, positions_from_mask
+from grpokit.rollout.lean import LeanDecoder, why_not_lean
 
 VOCAB = 40
 
@@ -63,23 +67,24 @@ def test_lean_rollout_equals_the_models_own_decoding(tiny_llama):
     from grpokit.data.records import example_prompt_ids
 
     prompts = [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80"]]
-    for sampler, temperature, min_new in (("inverse_cdf", 1.0, 3), ("multinomial", 0.8, 0), ("multinomial", 0.0, 0)):
+    assert choose_decoder(model, 30) is LeanDecoder  # the default for this model
+    for temperature, min_new in ((1.0, 3), (0.8, 0), (0.0, 0)):
         kw = dict(group_size=4, max_new_tokens=8, min_new_tokens=min_new, eos_id=tok.eos_token_id,
-                  pad_id=tok.pad_token_id, temperature=temperature, sampler=sampler)
-        a = generate(model, prompts, generator=torch.Generator().manual_seed(3), **kw)
-        b = generate(model, prompts, generator=torch.Generator().manual_seed(3), lean_decode=True, **kw)
-        assert torch.equal(a.completion_ids_BT, b.completion_ids_BT), sampler
+                  pad_id=tok.pad_token_id, temperature=temperature)
+        a = generate(model, prompts, generator=torch.Generator().manual_seed(3), decoder=ModelDecoder, **kw)
+        b = generate(model, prompts, generator=torch.Generator().manual_seed(3), **kw)
+        assert torch.equal(a.completion_ids_BT, b.completion_ids_BT), temperature
         assert torch.equal(a.lengths_B, b.lengths_B) and torch.equal(a.ended_B, b.ended_B)
         assert (a.lengths_B >= min_new).all()
         assert a.ended_B.any() or temperature == 0  # sampled rows stopped at EOS along the way
         if temperature > 0:  # after EOS a row's values are padding, computed differently by each path
             real_BT = a.completion_mask_BT.bool()
             assert torch.allclose(a.entropy_BT[real_BT], b.entropy_BT[real_BT], atol=1e-5)
-    c = generate(model, prompts, generator=torch.Generator().manual_seed(3), lean_decode=True, share_prefill=False, **kw)
+    c = generate(model, prompts, generator=torch.Generator().manual_seed(3), share_prefill=False, **kw)
     assert torch.equal(a.completion_ids_BT, c.completion_ids_BT)
 
 
-def test_models_it_cannot_run_fall_back_with_the_reason(tiny_llama):
+def test_models_it_cannot_run_fall_back_with_the_reason_logged_once(tiny_llama, caplog):
     from peft import LoraConfig, get_peft_model
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -90,37 +95,32 @@ def test_models_it_cannot_run_fall_back_with_the_reason(tiny_llama):
     model, tok = tiny_llama
     lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     assert "PEFT" in why_not_lean(lora, 10)
-    kw = dict(group_size=2, max_new_tokens=3, eos_id=2, pad_id=0, generator=torch.Generator().manual_seed(0))
-    with pytest.warns(UserWarning, match="lean_decode: using the model's own forward instead .*gpt2"):
-        got = generate(gpt2, [[1, 5, 6]], lean_decode=True, **kw)
-    kw["generator"] = torch.Generator().manual_seed(0)
-    assert torch.equal(got.completion_ids_BT, generate(gpt2, [[1, 5, 6]], **kw).completion_ids_BT)
+    decoders._NOTED.clear()
+    kw = dict(group_size=2, max_new_tokens=3, eos_id=2, pad_id=0)
+    with caplog.at_level(logging.WARNING, logger="grpokit"):
+        got = [generate(gpt2, [[1, 5, 6]], generator=torch.Generator().manual_seed(0), **kw) for _ in range(2)]
+    said = [r.getMessage() for r in caplog.records if r.name == "grpokit"]
+    assert len(said) == 1 and "model's own forward, not the lean decoder (model type 'gpt2'" in said[0], said
+    want = generate(gpt2, [[1, 5, 6]], generator=torch.Generator().manual_seed(0), decoder=ModelDecoder, **kw)
+    assert torch.equal(got[0].completion_ids_BT, want.completion_ids_BT)
 
 
 def test_a_run_decodes_rollouts_and_its_evaluations_with_the_lean_step(arithmetic_model_dir, tmp_path, monkeypatch):
-    import grpokit.eval.evaluate
-    import grpokit.train.trainer
     from grpokit.train.run import run_training
 
-    seen = []
+    built = []
 
-    def recording(model, prompts, **kw):
-        seen.append(kw.get("lean_decode"))
-        return generate(model, prompts, **kw)
+    class Recording(LeanDecoder):
+        def __init__(self, *args):
+            built.append(args[-2:])  # (group size, max new tokens)
+            super().__init__(*args)
 
-    monkeypatch.setattr(grpokit.eval.evaluate, "generate", recording)
-    monkeypatch.setattr(grpokit.train.trainer, "generate", recording)
+    monkeypatch.setattr(decoders, "LeanDecoder", Recording)
     cfg = Config(output_dir=str(tmp_path / "run"))
     cfg.model.name_or_path = str(arithmetic_model_dir)
-    cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout.lean_decode = 2, 2, True
+    cfg.rollout.prompts_per_step, cfg.rollout.group_size = 2, 2
     cfg.train.steps, cfg.train.eval_every = 1, 0
     cfg.log.progress, cfg.log.plot, cfg.log.tensorboard = False, False, False
     run_training(cfg, log=lambda *a: None)
-    assert len(seen) >= 3 and all(seen), seen  # evaluation before, the step's rollout, evaluation after
-
-
-def test_sharding_refuses_lean_decode_naming_both_fields():
-    cfg = Config()
-    cfg.train.sharding, cfg.rollout.lean_decode = "fsdp", True
-    with pytest.raises(ConfigError, match="train.sharding.*rollout.lean_decode"):
-        validate(cfg)
+    assert (2, cfg.rollout.max_new_tokens) in built  # the step's rollout (G = 2)
+    assert len(built) >= 3, built  # and the evaluations before and after (G = 1)

@@ -173,13 +173,12 @@ def set_attention_dropout(model, rate: float) -> int:
     return len(modules)
 
 
-@pytest.mark.parametrize("form", ["lora", "lora-fused", "full-attention-dropout", "lora-micro-batches"])
+@pytest.mark.parametrize("form", ["lora", "full-attention-dropout", "lora-micro-batches"])
 def test_first_pass_ratio_is_exactly_one_with_dropout(monkeypatch, arithmetic_model_dir, form):
     mode = "full" if form.startswith("full") else "lora"
     cfg = grpo_config(arithmetic_model_dir, mode)
     cfg.train.steps, cfg.algo.mu, cfg.algo.beta, cfg.model.lora_dropout = 1, 2, 0.05, 0.5
     cfg.algo.skip_zero_advantage = False
-    cfg.train.fused_logprobs = form == "lora-fused"
     cfg.train.micro_batch_size = 8 if form == "lora-micro-batches" else 64
     model, tok = load_prepared(cfg)
     if mode == "full":
@@ -187,10 +186,10 @@ def test_first_pass_ratio_is_exactly_one_with_dropout(monkeypatch, arithmetic_mo
     seen = []
 
     def reference(rollout):  # a custom reference: it must run with dropout off too
-        from grpokit.policy.forward import completion_logprobs_BT
+        from grpokit.policy.forward import policy_logprobs_BT
 
         seen.append(model.training)
-        return completion_logprobs_BT(model, rollout)[0]
+        return policy_logprobs_BT(model, rollout)
 
     calls = record_ratios(monkeypatch)
     trainer = two_grpo_steps(model, tok, cfg, ref_logprobs=reference)
@@ -211,7 +210,7 @@ def test_dropout_is_on_in_train_mode_without_the_fix(arithmetic_model_dir):
     """Control: with lora_dropout 0.5 two train-mode forwards differ, so the ratio test can fail."""
     from tests.model_helpers import sample_rollout
 
-    from grpokit.policy.forward import completion_logprobs_BT, dropout_off
+    from grpokit.policy.forward import dropout_off, policy_logprobs_BT
 
     cfg = grpo_config(arithmetic_model_dir, "lora")
     cfg.model.lora_dropout = 0.5
@@ -222,9 +221,9 @@ def test_dropout_is_on_in_train_mode_without_the_fix(arithmetic_model_dir):
     rollout = sample_rollout(model, tok)
     model.train()
     with torch.no_grad():
-        one, two = (completion_logprobs_BT(model, rollout)[0] for _ in range(2))
+        one, two = (policy_logprobs_BT(model, rollout) for _ in range(2))
         assert not torch.equal(one, two)
         with dropout_off(model):
-            three, four = (completion_logprobs_BT(model, rollout)[0] for _ in range(2))
+            three, four = (policy_logprobs_BT(model, rollout) for _ in range(2))
         assert torch.equal(three, four) and model.training
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.5}

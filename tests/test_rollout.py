@@ -2,7 +2,8 @@
 
 import torch
 
-from grpokit.policy.forward import completion_logprobs_BT
+from grpokit.policy.forward import policy_logprobs_BT
+from grpokit.rollout.decoders import Decoder, ModelDecoder
 from grpokit.rollout.generate import generate
 
 
@@ -27,7 +28,7 @@ def test_loss_logprobs_equal_plain_forward_and_mask_covers_eos_not_padding(tiny_
     ro = generate(model, prompts, group_size=4, max_new_tokens=6, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
                   temperature=0.9, generator=g)
     assert ro.completion_ids_BT.shape[0] == 12
-    logp_BT, _ = completion_logprobs_BT(model, ro, temperature=0.9)
+    logp_BT = policy_logprobs_BT(model, ro, temperature=0.9)
     mask = ro.completion_mask_BT
     for b in range(12):
         n = int(ro.lengths_B[b])
@@ -78,10 +79,35 @@ def test_select_trims_shared_padding_without_changing_logprobs(tiny_llama):
                [tok.bos_token_id, ids("<|user|>"), *ids(list("12+345")), ids("<|assistant|>")]]
     ro = generate(model, prompts, group_size=2, max_new_tokens=6, eos_id=tok.eos_token_id,
                   pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(2))
-    full, _ = completion_logprobs_BT(model, ro)
+    full = policy_logprobs_BT(model, ro)
     rows = torch.tensor([0, 1])  # the shorter prompt (4 tokens of 9): left padding columns can go
     part = ro.select(rows)
     assert part.prompt_ids_BL.shape[1] == 4 and ro.prompt_ids_BL.shape[1] == 9
-    got, _ = completion_logprobs_BT(model, part)
+    got = policy_logprobs_BT(model, part)
     T = got.shape[1]
     assert torch.allclose(got * part.completion_mask_BT, full[rows, :T] * part.completion_mask_BT, atol=1e-5)
+
+
+def test_any_decoder_factory_plugs_into_generate_through_the_protocol(tiny_llama):
+    """The seam for other engines: generate() only calls the factory, logits_BV() and feed()."""
+    model, tok = tiny_llama
+    calls = []
+
+    class Counting:  # wraps the model's own decoder; not a subclass of anything
+        def __init__(self, *args):
+            self.inner: Decoder = ModelDecoder(*args)
+            calls.append(("build", args[-2], args[-1]))
+
+        def logits_BV(self):
+            calls.append("logits")
+            return self.inner.logits_BV()
+
+        def feed(self, tok_B, finished_B):
+            calls.append("feed")
+            self.inner.feed(tok_B, finished_B)
+
+    kw = dict(group_size=3, max_new_tokens=4, min_new_tokens=4, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    got = generate(model, _prompts(tok), decoder=Counting, generator=torch.Generator().manual_seed(4), **kw)
+    want = generate(model, _prompts(tok), generator=torch.Generator().manual_seed(4), **kw)  # the lean decoder
+    assert torch.equal(got.completion_ids_BT, want.completion_ids_BT)
+    assert calls == [("build", 3, 4)] + ["logits", "feed"] * 3 + ["logits"]  # no feed after the last token

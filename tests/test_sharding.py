@@ -27,8 +27,6 @@ def test_sharding_layouts_validate_for_full_fine_tuning(sharding):
     (dict(sharding="zero3"), "train.sharding: unknown value 'zero3'"),
     (dict(sharding="fsdp", mode="lora"), "train.sharding: fsdp shards full fine-tuning; model.mode 'lora'"),
     (dict(sharding="fsdp_grad_op", mode="qlora"), "adapter, whose replica fits every GPU"),
-    (dict(sharding="fsdp", fused_logprobs=True), "train.fused_logprobs"),
-    (dict(sharding="fsdp", share_prompt_forward=True), "train.share_prompt_forward"),
 ])
 def test_bad_sharding_settings_are_named_before_any_model_loads(change, message):
     mode = change.pop("mode", None)

@@ -54,19 +54,22 @@ def transformers_deprecations_fail():
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_model_paths_call_no_deprecated_transformers_api(mode, tmp_path):
     from grpokit.models.loading import load_trained, save_outputs
+    from grpokit.rollout.decoders import ModelDecoder
     from grpokit.rollout.generate import generate
 
     folder = save_tiny_llama(tmp_path / "tiny", hidden=32, inter=64)
     cfg = grpo_config(folder, mode)
     cfg.model.gradient_checkpointing = True
-    cfg.rollout.lean_decode = True  # evaluation-free steps: the rollouts take the lean decoder
     with transformers_deprecations_fail():
         model, tok = load_prepared(cfg)
         assert model.is_activation_checkpointing
-        two_grpo_steps(model, tok, cfg)  # lean rollouts, the whole update forward under checkpointing
+        two_grpo_steps(model, tok, cfg)  # the automatic decoder, the whole update forward under checkpointing
         model.activation_checkpointing_disable()
-        cfg.train.share_prompt_forward, cfg.rollout.lean_decode, cfg.train.steps = True, False, 1
-        two_grpo_steps(model, tok, cfg)  # rollouts through the model's forward and KV cache, prompt shared
+        cfg.train.steps = 1
+        two_grpo_steps(model, tok, cfg)  # the update's shared-prompt forward (KV cache), no checkpointing
+        ids = [tok("12+34")["input_ids"]]
+        generate(model, ids, group_size=2, max_new_tokens=3, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                 decoder=ModelDecoder)  # the model's own forward and KV cache
         save_outputs(model, tok, cfg, tmp_path / "out")
         again, tok2 = load_trained(str(tmp_path / "out"), device="cpu")
         ids = [tok2("12+34")["input_ids"]]

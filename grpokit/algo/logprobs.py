@@ -27,17 +27,28 @@ def token_logprobs_BT(
     return torch.cat(pieces, dim=1)
 
 
+def softmax_parts_NV(z_NV: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(e_NV = exp(z - max z), the unnormalised probabilities; entropy_N of softmax(z) in nats)
+    for float logits z_NV (already divided by the temperature). The package's one entropy
+    formula, shared by the sampler (which draws from e_NV) and entropy_BT:
+    H = log S - sum(e * d) / S with d = z - max z and S = sum e. A banned token (z = -inf) has
+    e = 0 and adds nothing (its 0 * -inf is dropped)."""
+    d_NV = z_NV - z_NV.amax(-1, keepdim=True)
+    e_NV = d_NV.exp()
+    sum_N = e_NV.sum(-1)
+    return e_NV, sum_N.log() - d_NV.mul_(e_NV).nansum(-1) / sum_N
+
+
 @torch.no_grad()
 def entropy_BT(logits_BTV: torch.Tensor, *, temperature: float = 1.0, chunk: int = 256) -> torch.Tensor:
-    """Entropy of the (temperature-scaled) next-token distribution at each position. No grad."""
+    """Entropy in nats of the (temperature-scaled) next-token distribution at each position,
+    chunk by chunk over positions (softmax_parts_NV). No grad."""
     pieces = []
     for start in range(0, logits_BTV.shape[1], chunk):
         logits_BCV = logits_BTV[:, start : start + chunk].float()
         if temperature != 1.0:
             logits_BCV = logits_BCV / temperature
-        logp_BCV = torch.log_softmax(logits_BCV, dim=-1)
-        # a -inf logit (a banned token) has p = 0 and must add 0, not 0 * -inf = NaN
-        pieces.append(-(logp_BCV.exp() * logp_BCV.clamp(min=torch.finfo(logp_BCV.dtype).min)).sum(-1))
+        pieces.append(softmax_parts_NV(logits_BCV)[1])
     return torch.cat(pieces, dim=1)
 
 

@@ -1,12 +1,16 @@
 """Connects a causal LM to the log-prob math: forward over prompt + sampled completion ids.
 
-Two switchable speed-ups, both off by default and both falling back to the plain path when the
-model does not fit them (checked once per model, numerically):
-* fused_head: run the decoder, then the LM head fused with the log-softmax per chunk of
+One update forward, policy_logprobs_BT. Where the model allows it, it takes the fast path:
+* fused head: run the decoder, then the LM head fused with the log-softmax per chunk of
   positions (algo.logprobs.head_logprobs_N), only on real completion positions; no
   vocabulary-sized tensor is built for the whole micro-batch, in forward or backward.
-* share_prompt: rows of a micro-batch with the same prompt (a GRPO group) run the prompt once;
+* shared prompt: rows of a micro-batch with the same prompt (a GRPO group) run the prompt once;
   its KV cache is indexed out to the rows, so gradients from every row flow back into it.
+Otherwise (a head that is not a plain bias-free Linear, one that scales or caps logits, a model
+sharded with FSDP) it runs the model's own forward, and logs once why (rollout.decoders.
+note_fallback). Whether the split reproduces the model's log-probs is checked once per model,
+numerically. Both paths give the same log-probs and gradients to float rounding
+(tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import weakref
 
 import torch
 
-from grpokit.algo.logprobs import entropy_BT, head_logprobs_N, token_logprobs_BT
+from grpokit.algo.logprobs import head_logprobs_N, token_logprobs_BT
+from grpokit.rollout.decoders import fsdp_reason, note_fallback
 from grpokit.rollout.generate import Rollout, eval_mode, positions_from_mask
 
+# model -> {share_prompt: None when the split path reproduces the model's log-probs, else why not}
 _SPLIT_CHECKED: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+FALLBACK = "update: log-probs from the model's own forward, not the fused head"
 
 
 def completion_logits_BTV(model, rollout: Rollout) -> torch.Tensor:
@@ -35,7 +42,31 @@ def completion_logits_BTV(model, rollout: Rollout) -> torch.Tensor:
     return out.logits[:, :T]
 
 
-def completion_hidden_BTH(model, rollout: Rollout, *, share_prompt: bool = False) -> torch.Tensor:
+def _shared_prompt_hidden_BTH(decoder, rollout: Rollout, mask_BS, pos_BS) -> torch.Tensor | None:
+    """completion_hidden_BTH with each distinct prompt run once; None when no prompt repeats or
+    the decoder returns no cache (gradient checkpointing)."""
+    T, L = rollout.completion_ids_BT.shape[1], rollout.prompt_ids_BL.shape[1]
+    key_BK = torch.cat([rollout.prompt_ids_BL, rollout.prompt_mask_BL], dim=1)
+    uniq_UK, row_to_u_B = torch.unique(key_BK, dim=0, return_inverse=True)
+    if uniq_UK.shape[0] == key_BK.shape[0]:
+        return None
+    out = decoder(input_ids=uniq_UK[:, :L], attention_mask=uniq_UK[:, L:],
+                  position_ids=positions_from_mask(uniq_UK[:, L:]), use_cache=True)
+    cache = out.cache
+    if cache is None:
+        note_fallback("update: each row runs its own prompt",
+                      "the decoder returns no KV cache (gradient checkpointing?)")
+        return None
+    last_B1H = out.last_hidden_state[row_to_u_B, -1:]
+    if T == 1:
+        return last_B1H
+    cache.batch_select_indices(row_to_u_B)
+    rest = decoder(input_ids=rollout.completion_ids_BT[:, : T - 1], attention_mask=mask_BS,
+                   position_ids=pos_BS[:, L:], cache=cache, use_cache=True)
+    return torch.cat([last_B1H, rest.last_hidden_state], dim=1)
+
+
+def completion_hidden_BTH(model, rollout: Rollout, *, share_prompt: bool = True) -> torch.Tensor:
     """Final hidden states (after the last norm) at the positions that predict each completion
     token: the last prompt position and every completion token but the last."""
     decoder = model.get_decoder()
@@ -43,51 +74,47 @@ def completion_hidden_BTH(model, rollout: Rollout, *, share_prompt: bool = False
     mask_BS = torch.cat([rollout.prompt_mask_BL, rollout.completion_mask_BT[:, : T - 1].long()], dim=1)
     pos_BS = positions_from_mask(mask_BS)
     if share_prompt:
-        key_BK = torch.cat([rollout.prompt_ids_BL, rollout.prompt_mask_BL], dim=1)
-        uniq_UK, row_to_u_B = torch.unique(key_BK, dim=0, return_inverse=True)
-        if uniq_UK.shape[0] < key_BK.shape[0]:
-            out = decoder(input_ids=uniq_UK[:, :L], attention_mask=uniq_UK[:, L:],
-                          position_ids=positions_from_mask(uniq_UK[:, L:]), use_cache=True)
-            cache = out.cache
-            if cache is not None:  # None under gradient checkpointing: fall through to one forward
-                last_B1H = out.last_hidden_state[row_to_u_B, -1:]
-                if T == 1:
-                    return last_B1H
-                cache.batch_select_indices(row_to_u_B)
-                rest = decoder(input_ids=rollout.completion_ids_BT[:, : T - 1], attention_mask=mask_BS,
-                               position_ids=pos_BS[:, L:], cache=cache, use_cache=True)
-                return torch.cat([last_B1H, rest.last_hidden_state], dim=1)
+        hidden_BTH = _shared_prompt_hidden_BTH(decoder, rollout, mask_BS, pos_BS)
+        if hidden_BTH is not None:
+            return hidden_BTH
     ids_BS = torch.cat([rollout.prompt_ids_BL, rollout.completion_ids_BT[:, : T - 1]], dim=1)
     out = decoder(input_ids=ids_BS, attention_mask=mask_BS, position_ids=pos_BS, use_cache=False)
     return out.last_hidden_state[:, L - 1 :]
 
 
-def _plain_head(model) -> torch.nn.Linear | None:
-    """The output layer when it is a bias-free torch.nn.Linear applied as is, else None."""
+def _why_not_split(model) -> str | None:
+    """Why the decoder + head split cannot run on this model (None when it may: then it is
+    checked numerically)."""
     if not hasattr(model, "get_decoder") or not hasattr(model, "get_output_embeddings"):
-        return None
+        return f"{type(model).__name__} has no get_decoder / get_output_embeddings"
     head = model.get_output_embeddings()
     if type(head) is not torch.nn.Linear or head.bias is not None or not head.weight.is_floating_point():
-        return None
-    return head
+        return f"the output layer is a {type(head).__name__}, not a bias-free torch.nn.Linear"
+    return None
 
 
-def _split_ok(model, rollout: Rollout, *, share_prompt: bool) -> bool:
-    """Whether decoder + head (+ the shared prompt) gives the model's own log-probs: checked once
-    per model on two copies of one row of the first rollout, in eval mode without gradients.
-    Catches heads that scale or soft-cap logits and caches that do not share cleanly."""
+def _split_reason(model, rollout: Rollout, *, share_prompt: bool) -> str | None:
+    """None when decoder + fused head (+ the shared prompt) gives the model's own log-probs, else
+    why not: checked once per model on two copies of one row of the first rollout, in eval mode
+    without gradients. Catches heads that scale or soft-cap logits and caches that do not share
+    cleanly."""
+    sharded = fsdp_reason(model)  # not cached: sharding changes the model's class in place
+    if sharded is not None:
+        return sharded
     state = _SPLIT_CHECKED.setdefault(model, {})
     if share_prompt not in state:
-        state[share_prompt] = False
-        head = _plain_head(model)
-        if head is not None:
+        reason = _why_not_split(model)
+        if reason is None:
             rows = rollout.select(torch.zeros(2, dtype=torch.long, device=rollout.lengths_B.device))
             with eval_mode(model), torch.no_grad():
                 want_BT = token_logprobs_BT(completion_logits_BTV(model, rows), rows.completion_ids_BT)
                 got_BT = _split_logprobs_BT(model, rows, temperature=1.0, chunk=256, share_prompt=share_prompt,
                                             fused_head=True)
-            tol = 1e-4 if head.weight.dtype == torch.float32 else 5e-2
-            state[share_prompt] = bool(((want_BT - got_BT).abs() * rows.completion_mask_BT).max() <= tol)
+            tol = 1e-4 if model.get_output_embeddings().weight.dtype == torch.float32 else 5e-2
+            worst = float(((want_BT - got_BT).abs() * rows.completion_mask_BT).max())
+            if not worst <= tol:
+                reason = f"decoder + head differs from the model's forward by {worst:.3g} (a scaled or capped head?)"
+        state[share_prompt] = reason
     return state[share_prompt]
 
 
@@ -105,21 +132,22 @@ def _split_logprobs_BT(model, rollout: Rollout, *, temperature: float, chunk: in
     return torch.zeros(mask_BT.shape, dtype=logp_N.dtype, device=logp_N.device).masked_scatter(mask_BT, logp_N)
 
 
-def completion_logprobs_BT(
-    model, rollout: Rollout, *, temperature: float = 1.0, chunk: int = 256, with_entropy: bool = False,
-    fused_head: bool = False, share_prompt: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(o_t | prompt, o_<t) for every completion token (and the entropy when asked).
+def policy_logprobs_BT(model, rollout: Rollout, *, temperature: float = 1.0, chunk: int = 256,
+                       fused_head: bool = True, share_prompt: bool = True) -> torch.Tensor:
+    """log pi(o_t | prompt, o_<t) [B, T] in float32 for every completion token, differentiable.
 
-    fused_head / share_prompt: see the module docstring; with either, padding positions get 0
-    instead of the pad token's log-prob (they are masked out of every loss anyway)."""
-    if (fused_head or share_prompt) and not with_entropy and _split_ok(model, rollout, share_prompt=share_prompt):
-        return _split_logprobs_BT(model, rollout, temperature=temperature, chunk=chunk, share_prompt=share_prompt,
-                                  fused_head=fused_head), None
+    temperature must be the sampler's; chunk is the positions per log-softmax chunk. Padding
+    positions are 0 on the fast path and the pad token's log-prob otherwise (every loss masks
+    them). Internal, for the benchmark's ablations and tests: fused_head=False / share_prompt=
+    False force the slower variants (the same values to float rounding)."""
+    if fused_head or share_prompt:
+        reason = _split_reason(model, rollout, share_prompt=share_prompt)
+        if reason is None:
+            return _split_logprobs_BT(model, rollout, temperature=temperature, chunk=chunk,
+                                      share_prompt=share_prompt, fused_head=fused_head)
+        note_fallback(FALLBACK, reason)
     logits_BTV = completion_logits_BTV(model, rollout)
-    logp_BT = token_logprobs_BT(logits_BTV, rollout.completion_ids_BT, temperature=temperature, chunk=chunk)
-    ent_BT = entropy_BT(logits_BTV, temperature=temperature, chunk=chunk) if with_entropy else None
-    return logp_BT, ent_BT
+    return token_logprobs_BT(logits_BTV, rollout.completion_ids_BT, temperature=temperature, chunk=chunk)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from grpokit.config import Config
-from grpokit.policy.forward import completion_logprobs_BT
+from grpokit.policy.forward import policy_logprobs_BT
 from grpokit.rollout.generate import Rollout, eval_mode
 
 RefLogprobs = Callable[[Rollout], torch.Tensor]
@@ -35,7 +35,7 @@ def adapter_off_logprobs(model, *, temperature: float, chunk: int = 256) -> RefL
     @torch.no_grad()
     def ref_logprobs(rollout: Rollout) -> torch.Tensor:
         with model.disable_adapter(), eval_mode(model):
-            return completion_logprobs_BT(model, rollout, temperature=temperature, chunk=chunk)[0]
+            return policy_logprobs_BT(model, rollout, temperature=temperature, chunk=chunk)
 
     return ref_logprobs
 
@@ -48,7 +48,7 @@ def frozen_copy_logprobs(model, *, temperature: float, chunk: int = 256) -> RefL
 
     @torch.no_grad()
     def ref_logprobs(rollout: Rollout) -> torch.Tensor:
-        return completion_logprobs_BT(frozen, rollout, temperature=temperature, chunk=chunk)[0]
+        return policy_logprobs_BT(frozen, rollout, temperature=temperature, chunk=chunk)
 
     ref_logprobs.model = frozen  # kept reachable for tests and for moving between devices
     return ref_logprobs

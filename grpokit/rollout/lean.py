@@ -1,9 +1,10 @@
 """A lean decode step for Llama-family decoders, with each group's prompt attended once.
 
-`rollout.generate(..., lean_decode=True)` uses it when `why_not_lean(model, ...)` finds nothing
-against the model: any architecture but llama / qwen2 / qwen3 / mistral, a PEFT adapter, a
-quantized or sharded layer, a sliding window shorter than the generation, an activation other
-than SiLU all send generation through the model's own forward instead.
+`rollout.generate` uses it by default (rollout/decoders.py, choose_decoder) unless
+`why_not_lean(model, ...)` finds something against the model: any architecture but llama /
+qwen2 / qwen3 / mistral, a PEFT adapter, a quantized or sharded layer, a sliding window shorter
+than the generation, an activation other than SiLU all send generation through the model's own
+forward instead, with the reason logged once.
 
 What it saves, per decode step, against the Hugging Face forward with a KV cache:
 * the prompt's keys and values are kept once per prompt, not G times, and each prompt's G query
@@ -63,7 +64,8 @@ def _linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 class LeanDecoder:
-    """Decode state for P prompts x G samples: rows b = p * G + g, like every [B, ...] tensor."""
+    """Decode state for P prompts x G samples: rows b = p * G + g, like every [B, ...] tensor.
+    Implements rollout.decoders.Decoder; the constructor is its DecoderFactory."""
 
     def __init__(self, model, ids_PL, mask_PL, positions_PL, group_size: int, max_new_tokens: int):
         base, config = model.model, model.config

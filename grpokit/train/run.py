@@ -213,8 +213,9 @@ def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
         with gathered(model):
             if not d.is_main or not eval_examples:
                 return {"eval_accuracy": math.nan}
-            s = evaluate_examples(model, tokenizer, eval_examples, judge, max_new_tokens=cfg.rollout.max_new_tokens,
-                                  lean_decode=cfg.rollout.lean_decode, stop_token_ids=cfg.rollout.stop_token_ids).summary
+            s = evaluate_examples(model, tokenizer, eval_examples, judge,
+                                  max_new_tokens=cfg.rollout.max_new_tokens,
+                                  stop_token_ids=cfg.rollout.stop_token_ids).summary
         return {"eval_accuracy": s["accuracy"], "eval_truncated_share": s["truncated_share"],
                 "eval_completion_len_mean": s["mean_completion_tokens"], "eval_think_share": s["think_share"]}
 

@@ -20,7 +20,7 @@ from grpokit.data.records import PromptSampler, example_prompt_ids
 from grpokit.parallel.dist import Dist
 from grpokit.eval.evaluate import decode_completions
 from grpokit.parallel.host_memory import keep_freed_memory
-from grpokit.policy.forward import completion_logprobs_BT, dropout_off
+from grpokit.policy.forward import dropout_off, policy_logprobs_BT
 from grpokit.rewards.overlong import completion_records
 from grpokit.rollout.generate import Rollout, eval_mode, generate
 from grpokit.parallel.sharding import full_norm, gathered, is_sharded, passes_to_match
@@ -95,9 +95,8 @@ class Trainer:
         return self.cfg.rollout.temperature
 
     def policy_logprobs(self, part: Rollout) -> torch.Tensor:
-        t = self.cfg.train
-        return completion_logprobs_BT(self.model, part, temperature=self.logp_temperature, chunk=t.logprob_chunk,
-                                      fused_head=t.fused_logprobs, share_prompt=t.share_prompt_forward)[0]
+        return policy_logprobs_BT(self.model, part, temperature=self.logp_temperature,
+                                  chunk=self.cfg.train.logprob_chunk)
 
     def rollout_and_score(self) -> StepBatch:
         """Sample this rank's share of the step's prompts, score them, and build the batch.
@@ -117,7 +116,6 @@ class Trainer:
                 max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                 generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
-                share_prefill=r.share_prefill, sampler=r.sampler, lean_decode=r.lean_decode,
             )
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
