@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from grpokit.algo.logprobs import completion_mask_BT, entropy_BT
+from grpokit.algo.logprobs import completion_mask_BT, entropy_BT, token_logprobs_BT
 from grpokit.algo.sampling import filter_logits_BV, sample_next_B
 
 SAMPLERS = ("multinomial", "inverse_cdf")
@@ -29,6 +29,7 @@ class Rollout:
     ended_B: torch.Tensor  # True where the row emitted EOS (False = truncated)
     group_size: int
     entropy_BT: torch.Tensor | None = None  # sampler's entropy at each completion position (free to keep)
+    logprobs_BT: torch.Tensor | None = None  # log-prob of each sampled token under the sampling policy (logprobs=True)
 
     @property
     def completion_mask_BT(self) -> torch.Tensor:
@@ -217,6 +218,7 @@ def generate(
     sampler: str = "multinomial",
     preallocate: bool = True,
     lean_decode: bool = False,
+    logprobs: bool = False,
 ) -> Rollout:
     """Sample group_size completions per prompt with a KV cache, stopping rows at EOS.
 
@@ -226,7 +228,9 @@ def generate(
     other tokens for the same seed). preallocate writes the KV cache into buffers sized for the
     whole generation instead of growing it by concatenation (same tokens). lean_decode decodes
     Llama-family models with grpokit's own step (lean_decode.py: each group's prompt cached and
-    attended once); other models fall back to their own forward, with a warning."""
+    attended once); other models fall back to their own forward, with a warning. logprobs keeps
+    each sampled token's log-prob under the temperature-scaled distribution it was drawn from
+    (before top-k/top-p; EOS banned below min_new_tokens), one logsumexp per row and token."""
     device = next(model.parameters()).device
     ids_PL, mask_PL = left_pad(prompts, pad_id, device)
     G = group_size
@@ -241,7 +245,7 @@ def generate(
         ids_BL, mask_BL = ids_PL.repeat_interleave(repeat, 0), mask_PL.repeat_interleave(repeat, 0)
         B = ids_BL.shape[0]
         finished_B = torch.zeros(B, dtype=torch.bool, device=device)
-        tokens, entropies, lengths_B = [], [], torch.zeros(B, dtype=torch.long, device=device)
+        tokens, entropies, logps, lengths_B = [], [], [], torch.zeros(B, dtype=torch.long, device=device)
         for step in range(max_new_tokens):
             logits_BV = dec.logits_BV()
             if step < min_new_tokens:  # the logits are this step's own tensor: edit in place
@@ -250,6 +254,8 @@ def generate(
                                          generator=generator, sampler=sampler)
             if ent_B is not None:
                 entropies.append(ent_B)
+            if logprobs and temperature > 0:
+                logps.append(token_logprobs_BT(logits_BV[:, None], tok_B[:, None], temperature=temperature)[:, 0])
             tok_B = torch.where(finished_B, torch.full_like(tok_B, pad_id), tok_B)
             tokens.append(tok_B)
             lengths_B += (~finished_B).long()
@@ -259,4 +265,5 @@ def generate(
             dec.feed(tok_B, finished_B)
     completion_BT = torch.stack(tokens, dim=1) if tokens else torch.empty(B, 0, dtype=torch.long, device=device)
     ent_BT = torch.stack(entropies, dim=1) if entropies else None
-    return Rollout(ids_BL, mask_BL, completion_BT, lengths_B, finished_B, G, ent_BT)
+    logp_BT = torch.stack(logps, dim=1) if logps else None
+    return Rollout(ids_BL, mask_BL, completion_BT, lengths_B, finished_B, G, ent_BT, logp_BT)

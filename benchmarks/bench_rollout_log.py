@@ -1,0 +1,80 @@
+"""What the rollouts log (log.rollouts) costs per step on the demo: step time with the log on
+and off, side by side, and the bytes it adds per step.
+
+Two trainers start from the same demo model and seed and step in turn (on, off, on, off, ...),
+each writing its own metrics.jsonl (and rollouts.jsonl when on) into a temporary folder; both
+sample the same tokens (the sampling RNG depends on seed and step only). The "on" step includes
+the per-token log-probs kept while sampling, building the record and writing the line.
+
+    .venv/bin/python benchmarks/bench_rollout_log.py --steps 30 --out rollout_log.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def make_trainer(rollouts: bool):
+    from grpokit.config import Config, validate
+    from grpokit.data import load_examples
+    from grpokit.models import load_model, load_tokenizer, model_path, prepare_model
+    from grpokit.run import build_scorer
+    from grpokit.trainer import Trainer
+
+    cfg = Config()  # the demo: builtin arithmetic model, 8 prompts x 16 completions per step
+    cfg.log.rollouts = rollouts
+    cfg = validate(cfg)
+    path = model_path(cfg.model, log=lambda *_: None)
+    tokenizer = load_tokenizer(path, cfg.model)
+    train, _ = load_examples(cfg.data, tokenizer, log=lambda *_: None)
+    torch.manual_seed(cfg.train.seed)
+    model = prepare_model(load_model(path, cfg.model), cfg.model)
+    return Trainer(cfg, model, tokenizer, train, build_scorer(cfg))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=30, help="steps per setting (after 2 warm-up steps each)")
+    ap.add_argument("--out", default="", help="write the figures as JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from grpokit.logs import MetricsLog
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_rollout_log-"))
+    runs = {}
+    for name, on in (("on", True), ("off", False)):
+        (tmp / name).mkdir()
+        runs[name] = (make_trainer(on), MetricsLog(tmp / name, tensorboard=False, rollouts=on), [])
+    for i in range(args.steps + 2):
+        for name, (trainer, log, times) in runs.items():
+            t0 = time.perf_counter()
+            row = trainer.step()
+            log.write(row, rollout=trainer.last_record)
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+    for _, log, _ in runs.values():
+        log.close()
+    on, off = statistics.median(runs["on"][2]), statistics.median(runs["off"][2])
+    size = (tmp / "on" / "rollouts.jsonl").stat().st_size
+    result = {
+        "steps": args.steps, "step_s_median_on": round(on, 5), "step_s_median_off": round(off, 5),
+        "ratio_on_over_off": round(on / off, 3), "rollouts_bytes_per_step": round(size / (args.steps + 2)),
+        "completions_per_step": 8 * 16,
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
