@@ -8,9 +8,13 @@ function svg(tag, attrs, text) {
   return node;
 }
 
+function axisLabel(y) {
+  return y !== 0 && Math.abs(y) < 1e-3 ? y.toExponential(2) : String(Number(y.toPrecision(4)));
+}
+
 // xs, ys: arrays (ys may hold null: a gap); alerts: [{step, text}]; onPick(step) on click
 function lineChart({ title, xs, ys, alerts = [], onPick = null, dots = false, id = null }) {
-  const W = 340, H = 150, L = 44, R = 8, T = 18, B = 20;
+  const W = 340, H = 150, L = 52, R = 8, T = 18, B = 20;
   const pts = [];
   xs.forEach((x, i) => { if (ys[i] !== null && ys[i] !== undefined) pts.push([x, ys[i]]); });
   const box = el('div', { class: 'chart', id, 'data-points': pts.length });
@@ -25,8 +29,8 @@ function lineChart({ title, xs, ys, alerts = [], onPick = null, dots = false, id
   const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   root.appendChild(svg('rect', { x: L, y: T, width: W - L - R, height: H - T - B, fill: '#fff', stroke: '#d8d8dc' }));
-  root.appendChild(svg('text', { x: L - 4, y: T + 8, 'text-anchor': 'end' }, fmtMetric(y1)));
-  root.appendChild(svg('text', { x: L - 4, y: H - B, 'text-anchor': 'end' }, fmtMetric(y0)));
+  root.appendChild(svg('text', { x: L - 4, y: T + 8, 'text-anchor': 'end' }, axisLabel(y1)));
+  root.appendChild(svg('text', { x: L - 4, y: H - B, 'text-anchor': 'end' }, axisLabel(y0)));
   root.appendChild(svg('text', { x: L, y: H - 6 }, 'step ' + x0));
   root.appendChild(svg('text', { x: W - R, y: H - 6, 'text-anchor': 'end' }, String(x1)));
   for (const a of alerts) {

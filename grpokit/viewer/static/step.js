@@ -86,7 +86,7 @@ async function renderStep(view) {
   const move = (dir) => { const i = steps.indexOf(S.step); const k = i < 0 ? steps.findIndex((s) => s > S.step) - (dir < 0 ? 1 : 0) : i + dir; if (k >= 0 && k < steps.length) openStep(steps[k]); };
   view.appendChild(el('div', { class: 'controls' },
     el('button', { id: 'step-prev', onclick: () => move(-1), text: '\u25c0 prev' }),
-    el('label', {}, 'step ', el('input', { type: 'number', id: 'step-input', value: S.step, onchange: (e) => openStep(Number(e.target.value)) })),
+    el('label', {}, 'step ', el('input', { type: 'number', id: 'step-input', value: S.step, onchange: (e) => e.target.value !== '' && openStep(Number(e.target.value)) })),
     el('button', { id: 'step-next', onclick: () => move(1), text: 'next \u25b6' }),
     el('span', { class: 'muted', text: steps.length + ' steps with completions' + (D.meta.lazy ? ' (served)' : ' in this file') })));
   view.appendChild(el('h2', { text: 'step ' + S.step }));

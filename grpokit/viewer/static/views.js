@@ -42,7 +42,7 @@ async function renderPrompt(view) {
   const rows = promptRows(S.prompt);
   const info = D.prompts[String(S.prompt)] || {};
   view.appendChild(el('div', { class: 'controls' },
-    el('label', {}, 'prompt index ', el('input', { type: 'number', id: 'prompt-input', value: S.prompt, onchange: (e) => openPrompt(Number(e.target.value)) })),
+    el('label', {}, 'prompt index ', el('input', { type: 'number', id: 'prompt-input', value: S.prompt, onchange: (e) => e.target.value !== '' && openPrompt(Number(e.target.value)) })),
     el('span', { class: 'muted', id: 'prompt-drawn', text: 'drawn at ' + rows.length + ' steps' })));
   view.appendChild(el('pre', { class: 'text', id: 'prompt-text', text: promptText(info.prompt) }));
   if (info.answer !== undefined && info.answer !== null) view.appendChild(el('p', { text: 'answer: ' + info.answer }));
@@ -112,7 +112,7 @@ async function renderCompare(view) {
   const pick = (id, value, key) => el('select', { id, onchange: (e) => { c[key] = Number(e.target.value); render(); } },
     steps.map((s) => el('option', { value: s, selected: s === value, text: 'step ' + s })));
   view.appendChild(el('div', { class: 'controls' },
-    el('label', {}, 'prompt index ', el('input', { type: 'number', id: 'cmp-prompt', value: c.prompt ?? '', onchange: (e) => { c.prompt = Number(e.target.value); c.a = c.b = null; render(); } })),
+    el('label', {}, 'prompt index ', el('input', { type: 'number', id: 'cmp-prompt', value: c.prompt ?? '', onchange: (e) => e.target.value !== '' && (() => { c.prompt = Number(e.target.value); c.a = c.b = null; render(); })() })),
     el('label', {}, 'step A ', pick('cmp-a', c.a, 'a')), el('label', {}, 'step B ', pick('cmp-b', c.b, 'b')),
     el('label', {}, 'completion ranked ', el('input', { type: 'number', id: 'cmp-rank', min: 1, max: G, value: c.rank, onchange: (e) => { c.rank = Math.max(1, Number(e.target.value)); render(); } }), ' by advantage'),
     el('label', {}, 'colour by ', colourSelect(() => render()))));
