@@ -32,23 +32,19 @@ def json_for_script(obj) -> str:
 
 
 def choose_steps(sizes: dict[int, int], budget_bytes: float) -> list[int]:
-    """Steps whose completions go into the file: all when they fit in `budget_bytes`, else the
-    first and last and then evenly spaced ones (halving the stride) while they fit."""
+    """Steps whose completions go into the file: all when they fit in `budget_bytes`, else as
+    many evenly spaced ones as fit, the first and the last among them."""
     steps = sorted(sizes)
-    if sum(sizes.values()) <= budget_bytes:
+    total = sum(sizes.values())
+    if total <= budget_bytes:
         return steps
-    chosen, used = [], 0
-    stride = len(steps)
-    while stride >= 1:
-        for i in list(range(0, len(steps), stride)) + [len(steps) - 1]:
-            s = steps[i]
-            if s not in chosen and used + sizes[s] <= budget_bytes:
-                chosen.append(s)
-                used += sizes[s]
-        if used >= budget_bytes * 0.95:
-            break
-        stride //= 2
-    return sorted(chosen)
+    n = int(len(steps) * budget_bytes / total)
+    while n >= 2:
+        picked = sorted({steps[round(i * (len(steps) - 1) / (n - 1))] for i in range(n)})
+        if sum(sizes[s] for s in picked) <= budget_bytes:
+            return picked
+        n = min(n - 1, int(n * 0.95))
+    return []
 
 
 def _step_for_page(record: dict) -> dict:
