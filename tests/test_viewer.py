@@ -269,3 +269,15 @@ def test_view_names_the_missing_or_broken_file(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, oops\n')
     done = subprocess.run([sys.executable, "-m", "grpokit", "view", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2 and f"{tmp_path / 'metrics.jsonl'}:2: not JSON" in done.stderr
+
+
+def test_a_run_without_rollouts_gets_a_metrics_only_page(tmp_path):
+    from grpokit.viewer.data import load_run
+    from grpokit.viewer.page import write_page
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "eval_accuracy": 0.25}\n{"step": 1, "reward_mean": NaN, "kl": 0.5}\n'
+                                            '{"step": 1, "eval_accuracy": 0.5}\n')
+    run = load_run(tmp_path)
+    assert run.metrics == {"step": [0, 1], "eval_accuracy": [0.25, 0.5], "kl": [None, 0.5]}
+    path, steps = write_page(run, tmp_path / "view.html")
+    assert steps == [] and '"has_rollouts":false' in path.read_text()

@@ -103,4 +103,6 @@ def test_hostile_text_renders_as_text_and_runs_nothing(hostile_page, browser, tm
         screenshot(driver, tmp_path / f"hostile-{view}.png")
     alert = driver.find_element(By.CSS_SELECTOR, "#alerts li").text
     assert alert.endswith(HOSTILE[3])
+    charts = driver.find_elements(By.CSS_SELECTOR, "#overview-charts .chart")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#overview-charts .alert-mark")) == len(charts) > 0  # one per chart
     assert_nothing_ran(driver)
