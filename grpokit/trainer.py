@@ -21,7 +21,7 @@ from grpokit.host_memory import keep_freed_memory
 from grpokit.policy import completion_logprobs_BT
 from grpokit.rollout import Rollout, generate
 from grpokit.sharding import full_norm, gathered, is_sharded, passes_to_match
-from grpokit.viewer.record import rollout_record
+from grpokit.logs import rollout_record
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):
@@ -127,7 +127,7 @@ class Trainer:
             self.sampler.record(indices, rewards_PG)
         batch = self.make_batch(rollout, rewards_PG)
         self.last_record = rollout_record(examples, local, rollout, texts, scored, batch.adv_B) \
-            if cfg.log.rollouts else {"indices": local}  # a line of rollouts.jsonl (format in viewer/record.py)
+            if cfg.log.rollouts else {"indices": local}  # a line of rollouts.jsonl (logs.ROLLOUTS_FORMAT)
         batch.metrics.update(time_generation=t1 - t0, time_reward=time.perf_counter() - t1, **scored.metrics())
         return batch
 

@@ -14,7 +14,7 @@ from grpokit.evaluate import decode_completions
 from grpokit.policy import completion_logprobs_BT
 from grpokit.rewards.scorer import ScoreResult
 from grpokit.rollout import generate
-from grpokit.viewer.record import rollout_record
+from grpokit.logs import rollout_record
 
 
 @pytest.mark.parametrize("sampler", ["multinomial", "inverse_cdf"])
