@@ -195,7 +195,7 @@ class LogConfig:
     progress: bool = True  # show a progress bar with the live reward
     tensorboard: bool = True  # write TensorBoard scalars when tensorboard is installed
     plot: bool = True  # write plot.png of reward and accuracy over steps
-    rollouts: bool = False  # write rollouts.jsonl: each step's prompt indices, completion ids and texts, rewards
+    rollouts: bool = True  # write rollouts.jsonl, what `grpokit view` shows: per completion its prompt, token ids, text, per-token log-probs, rewards per component, advantage (format: logs.ROLLOUTS_FORMAT; ~14 KB and +0.2% time per demo step)
 
 
 @dataclass

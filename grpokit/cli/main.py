@@ -11,6 +11,7 @@ commands:
   train    train with GRPO (no options: the built-in arithmetic demo)
   sample   answer prompts with a model (chat template, same sampling options; interactive without prompts)
   eval     score a model on a preset or data file: accuracy, pass@k, before/after (--compare)
+  view     see a run's metrics and completions in a browser (one HTML file, or --serve)
 
 `grpokit COMMAND --help` lists the options of a command."""
 
@@ -70,6 +71,7 @@ def cmd_train(argv: list[str]) -> int:
 COMMANDS = {"train": "grpokit.cli.main:cmd_train"}
 COMMANDS["sample"] = "grpokit.cli.sample:main"
 COMMANDS["eval"] = "grpokit.cli.eval:main"
+COMMANDS["view"] = "grpokit.viewer.cli:main"
 
 
 def _resolve(target: str):

@@ -14,7 +14,7 @@ from typing import Iterable
 
 import torch
 
-from grpokit.algo.logprobs import completion_mask_BT
+from grpokit.algo.logprobs import completion_mask_BT, token_logprobs_BT
 from grpokit.algo.sampling import sample_next_B
 from grpokit.rollout.decoders import DecoderFactory, choose_decoder
 
@@ -28,6 +28,7 @@ class Rollout:
     ended_B: torch.Tensor  # True where the row emitted EOS (False = truncated)
     group_size: int
     entropy_BT: torch.Tensor | None = None  # sampler's entropy at each completion position (free to keep)
+    logprobs_BT: torch.Tensor | None = None  # log-prob of each sampled token under the sampling policy (logprobs=True)
 
     @property
     def completion_mask_BT(self) -> torch.Tensor:
@@ -44,6 +45,7 @@ class Rollout:
             self.prompt_ids_BL[rows_B, first:], prompt_mask_BL[:, first:], self.completion_ids_BT[rows_B, :T],
             lengths_B, self.ended_B[rows_B], 1,
             None if self.entropy_BT is None else self.entropy_BT[rows_B, :T],
+            None if self.logprobs_BT is None else self.logprobs_BT[rows_B, :T],
         )
 
 
@@ -90,6 +92,7 @@ def generate(
     generator: torch.Generator | None = None,
     decoder: DecoderFactory | None = None,
     share_prefill: bool = True,
+    logprobs: bool = False,
 ) -> Rollout:
     """Sample group_size completions per prompt with a KV cache, stopping rows at EOS.
 
@@ -101,7 +104,9 @@ def generate(
     DecoderFactory (rollout/decoders.py); None takes the fastest one the model supports (the
     lean decoder for llama-family models, else the model's own forward, logged once with the
     reason). Internal, for the benchmark's ablations and tests: share_prefill=False prefills
-    every sample's prompt instead of once per group (the same tokens, slower)."""
+    every sample's prompt instead of once per group (the same tokens, slower). logprobs keeps
+    each sampled token's log-prob under the temperature-scaled distribution it was drawn from
+    (before top-k/top-p; end-of-turn ids banned below min_new_tokens), one logsumexp per row and token."""
     device = next(model.parameters()).device
     ids_PL, mask_PL = left_pad(prompts, pad_id, device)
     G = group_size
@@ -116,7 +121,7 @@ def generate(
         finished_B = torch.zeros(B, dtype=torch.bool, device=device)
         stop_S = torch.tensor(sorted({int(i) for i in ([eos_id] if isinstance(eos_id, int) else eos_id)}),
                               dtype=torch.long, device=device)
-        tokens, entropies, lengths_B = [], [], torch.zeros(B, dtype=torch.long, device=device)
+        tokens, entropies, logps, lengths_B = [], [], [], torch.zeros(B, dtype=torch.long, device=device)
         for step in range(max_new_tokens):
             logits_BV = dec.logits_BV()
             if step < min_new_tokens:  # the logits are this step's own tensor: edit in place
@@ -125,6 +130,8 @@ def generate(
                                          generator=generator)
             if ent_B is not None:
                 entropies.append(ent_B)
+            if logprobs and temperature > 0:
+                logps.append(token_logprobs_BT(logits_BV[:, None], tok_B[:, None], temperature=temperature)[:, 0])
             tok_B = torch.where(finished_B, torch.full_like(tok_B, pad_id), tok_B)
             tokens.append(tok_B)
             lengths_B += (~finished_B).long()
@@ -134,4 +141,5 @@ def generate(
             dec.feed(tok_B, finished_B)
     completion_BT = torch.stack(tokens, dim=1) if tokens else torch.empty(B, 0, dtype=torch.long, device=device)
     ent_BT = torch.stack(entropies, dim=1) if entropies else None
-    return Rollout(ids_BL, mask_BL, completion_BT, lengths_B, finished_B, G, ent_BT)
+    logp_BT = torch.stack(logps, dim=1) if logps else None
+    return Rollout(ids_BL, mask_BL, completion_BT, lengths_B, finished_B, G, ent_BT, logp_BT)

@@ -294,6 +294,7 @@ def _finish(cfg, out: Path, model, tokenizer, metrics, acc_before, acc_after, tr
     if cfg.log.plot:
         plot_run(metrics.all_rows(), out / "plot.png", title=f"grpokit: {cfg.algo.advantage} / {cfg.algo.aggregation}")
     log(summary_table(summary))
+    log(f"see what the model wrote: grpokit view {out}")
     return summary
 
 

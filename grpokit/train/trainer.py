@@ -24,6 +24,7 @@ from grpokit.policy.forward import dropout_off, policy_logprobs_BT
 from grpokit.rewards.overlong import completion_records
 from grpokit.rollout.generate import Rollout, eval_mode, generate
 from grpokit.parallel.sharding import full_norm, gathered, is_sharded, passes_to_match
+from grpokit.train.logs import rollout_record
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):
@@ -116,6 +117,7 @@ class Trainer:
                 max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                 generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
+                logprobs=cfg.log.rollouts,
             )
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
@@ -123,13 +125,12 @@ class Trainer:
                                                              rollout.ended_B.tolist(), r.max_new_tokens))
         local_PG = torch.tensor([math.nan if x is None else x for x in scored.total],
                                 dtype=torch.float32).view(per_rank, r.group_size)
-        self.last_record = {"indices": local, "completion_ids": [
-            row[: int(n)].tolist() for row, n in zip(rollout.completion_ids_BT, rollout.lengths_B)], "texts": texts,
-            "rewards": scored.total}
         rewards_PG = d.gather_rows(local_PG)
         if hasattr(self.sampler, "record"):  # curriculum: pass rates per prompt
             self.sampler.record(indices, rewards_PG)
         batch = self.make_batch(rollout, rewards_PG)
+        self.last_record = rollout_record(examples, local, rollout, texts, scored, batch.adv_B) \
+            if cfg.log.rollouts else {"indices": local}  # a line of rollouts.jsonl (logs.ROLLOUTS_FORMAT)
         batch.metrics.update(time_generation=t1 - t0, time_reward=time.perf_counter() - t1, **scored.metrics())
         return batch
 
