@@ -108,6 +108,7 @@ def apply_patch(name: str | None) -> None:
 
 class GrpokitSession:
     def __init__(self, workload: str, variant: str = "default", seed: int = 0):
+        from grpokit.cli.main import apply_process_settings
         from grpokit.rewards import RewardScorer
         from grpokit.train.trainer import Trainer
 
@@ -115,6 +116,7 @@ class GrpokitSession:
         apply_patch(patch)
         cfg = make_config(workload, overrides)
         cfg.train.seed = seed
+        apply_process_settings(cfg, log=lambda *a: None)  # as `grpokit train` does at its start
         torch.manual_seed(seed)
         model, tok = load(workload)
         exs = examples(workload)

@@ -17,7 +17,6 @@ from grpokit.config import Config, check_whole_groups
 from grpokit.data.records import PromptSampler, example_prompt_ids
 from grpokit.parallel.dist import Dist
 from grpokit.eval.evaluate import decode_completions
-from grpokit.parallel.host_memory import keep_freed_memory
 from grpokit.policy.forward import completion_logprobs_BT
 from grpokit.rollout.generate import Rollout, generate
 from grpokit.parallel.sharding import full_norm, gathered, is_sharded, passes_to_match
@@ -71,8 +70,6 @@ class Trainer:
         self.scorer, self.ref_logprobs, self.dist = scorer, ref_logprobs, dist or Dist()
         self.device = next(model.parameters()).device
         t = cfg.train
-        if t.keep_freed_memory and self.device.type == "cpu" and self.dist.world == 1:
-            keep_freed_memory()  # measured on single-process runs only; several processes keep glibc's defaults
         self.optimizer = make_optimizer(model, t.lr, t.weight_decay, (t.adam_beta1, t.adam_beta2))
         total = t.steps * cfg.algo.mu
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
