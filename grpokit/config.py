@@ -1,10 +1,11 @@
-"""The typed config of every command. Field comments are the CLI's --help (one help source).
+"""The typed config sections of every command. Field comments are the CLI's --help (one help source).
 
-`grpokit train` reads Config; `grpokit eval` and `grpokit sample` read EvalCommandConfig and
-SampleCommandConfig, built from the same sections (model, data, rollout, reward) plus a section
-of their own. Load order: defaults <- YAML file (--config: a path or a shipped recipe's name) <-
-command-line overrides. Every key is checked: a typo is an error naming the key and the nearest
-valid one. validate() returns a checked copy with derived defaults filled in.
+`grpokit train` reads Config; `grpokit eval` and `grpokit sample` read EvalCommandConfig
+(grpokit/cli/eval.py) and SampleCommandConfig (grpokit/cli/sample.py), built from the same
+sections (model, data, rollout, reward) plus a section of their own. Load order: defaults <-
+YAML file (--config: a path or a shipped recipe's name) <- command-line overrides. Every key is
+checked: a typo is an error naming the key and the nearest valid one. validate() returns a
+checked copy with derived defaults filled in.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tyro.conf import Positional
 
 from grpokit.errors import ConfigError
 from grpokit.registry import did_you_mean, unknown_name_message
@@ -186,52 +186,6 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-@dataclass
-class EvalConfig:
-    """`grpokit eval`'s own settings (the model, data, sampling and reward are the sections train uses)."""
-
-    compare: str = ""  # a second model (e.g. after training): both answer the same prompts and a before/after table is printed
-    heldout: bool = False  # score what a training run with this data section evaluates: data.eval_size rows held out after the data.seed shuffle, or the first data.eval_size of its eval split
-    limit: int = 0  # score only the first N prompts (0 = all)
-    k: list[int] = field(default_factory=list)  # pass@k for these k, each <= rollout.group_size (empty = 1, 2, 4, .., G)
-    by: list[str] | None = None  # break accuracy and pass@k down by these columns (default: the preset's, e.g. subject level for math500)
-    batch_size: int = 256  # sequences per generate call
-    seed: int = 0  # seed of sampling (with rollout.temperature > 0)
-
-
-@dataclass
-class SampleConfig:
-    """`grpokit sample`'s own settings."""
-
-    prompts: Positional[list[str]] = field(default_factory=list)  # prompts to answer (none: one per line from standard input, with a '> ' prompt on a terminal)
-    system_prompt: str = ""  # system message put before every prompt, as data.system_prompt in training ("" = none)
-    think: bool = True  # let the chat template think (--sample.no-think passes enable_thinking=False, as Qwen3's template reads it)
-    hide_think: bool = False  # print only what follows the <think> block
-    seed: int = 0  # seed of sampling; each prompt draws from its own stream derived from it
-
-
-@dataclass
-class EvalCommandConfig:
-    """Everything `grpokit eval` reads: accuracy and pass@k of a model on a dataset."""
-
-    output_dir: str = ""  # where results.json and samples.jsonl go ("" = runs/eval-DATE-TIME)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(group_size=1, max_new_tokens=0, temperature=0.0))
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-
-@dataclass
-class SampleCommandConfig:
-    """Everything `grpokit sample` reads: completions of a model for prompts."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(
-        group_size=1, max_new_tokens=512, temperature=0.7, top_p=0.9))
-    sample: SampleConfig = field(default_factory=SampleConfig)
-
-
 # ----------------------------------------------------------------------------- files
 
 
@@ -245,12 +199,13 @@ def shipped_recipes() -> list[str]:
 
 def config_path(name: str | Path) -> Path:
     """A config file: the path itself when it exists, else the shipped recipe of that name
-    ('textbook-qwen3-8b-qlora' or 'textbook-qwen3-8b-qlora.yaml'); ConfigError otherwise."""
+    ('textbook-qwen3-8b-qlora', with or without .yaml, or as recipes/NAME.yaml, where the recipes
+    lived before they moved into the package); ConfigError otherwise."""
     path = Path(name)
     if path.is_file():
         return path
     stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
-    if path.parent == Path(".") and stem in shipped_recipes():
+    if path.parent in (Path("."), Path("recipes")) and stem in shipped_recipes():
         return RECIPES / f"{stem}.yaml"
     recipes = shipped_recipes()
     raise ConfigError(f"config file not found: {path}{did_you_mean(stem, recipes)} "

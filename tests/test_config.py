@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 import grpokit
+from grpokit.cli.eval import EvalCommandConfig
 from grpokit.cli.main import main
-from grpokit.config import (Config, ConfigError, EvalCommandConfig, SampleCommandConfig, load_yaml, to_dict,
-                            validate)
+from grpokit.cli.sample import SampleCommandConfig
+from grpokit.config import Config, ConfigError, load_yaml, to_dict, validate
 from grpokit.registry import did_you_mean
 
 COMMANDS = {"train": Config, "eval": EvalCommandConfig, "sample": SampleCommandConfig}
@@ -137,13 +138,26 @@ def test_validate_errors_name_the_field():
         validate(cfg)
 
 
+def test_eval_split_none_holds_rows_out_of_training_as_its_help_says():
+    from grpokit.config import DataConfig
+    from grpokit.data.records import load_examples, load_split
+
+    cfg = DataConfig(source="arithmetic", eval_split="none", eval_size=5)
+    train, held = load_examples(cfg, None)  # before: "preset 'arithmetic' has no split 'none'"
+    assert len(held) == 5 and len(train) == len(load_split(cfg, "train")) - 5
+    assert not {ex["prompt"] for ex in held} & {ex["prompt"] for ex in train}
+
+
 def test_shipped_recipes_load_by_name_and_a_near_miss_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no recipes/ folder here: an installed grpokit's situation
     assert load_yaml("textbook-qwen3-8b-qlora").model.name_or_path == "Qwen/Qwen3-8B"
     assert load_yaml("small-gpu-qwen3-1.7b-qlora.yaml") == load_yaml(PACKAGE / "recipes" / "small-gpu-qwen3-1.7b-qlora.yaml")
-    with pytest.raises(ConfigError, match=r"config file not found: recipes/textbook-qwen3-8b-qlora.yaml; "
+    assert load_yaml("recipes/textbook-qwen3-8b-qlora.yaml") == load_yaml("textbook-qwen3-8b-qlora")  # the old path
+    with pytest.raises(ConfigError, match=r"config file not found: textbok-qwen3-8b-qlora; "
                                           r"did you mean 'textbook-qwen3-8b-qlora'\?"):
-        load_yaml("recipes/textbook-qwen3-8b-qlora.yaml")
+        load_yaml("textbok-qwen3-8b-qlora")
+    with pytest.raises(ConfigError, match=r"config file not found: /no/such.yaml \(shipped recipes, by name: "):
+        load_yaml("/no/such.yaml")
 
 
 def test_the_public_api_resolves():

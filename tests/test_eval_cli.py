@@ -5,7 +5,8 @@ import json
 import pytest
 
 from grpokit.cli.main import main
-from grpokit.config import Config, EvalCommandConfig
+from grpokit.cli.eval import EvalCommandConfig
+from grpokit.config import Config
 from grpokit.train.run import run_training
 
 from .conftest import DATA

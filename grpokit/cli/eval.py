@@ -2,7 +2,7 @@
 
     grpokit eval --model MODEL --data PRESET_OR_FILE [--eval.compare MODEL_AFTER] [options]
 
-The options are EvalCommandConfig's (grpokit.config): the model, data, rollout and reward
+The options are EvalCommandConfig's (below): the model, data, rollout and reward
 sections of a training config plus an eval section; `grpokit eval --help` lists them. Writes
 results.json (summary) and samples.jsonl (one line per completion) to --output-dir; with
 --eval.compare, the first model's files go to OUT/before/, the second's to OUT/after/, and the
@@ -14,8 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from grpokit.config import DataConfig, ModelConfig, RewardConfig, RolloutConfig
 
 DESCRIPTION = """Evaluate a model: greedy (default) or rollout.group_size sampled completions per prompt
 (with rollout.temperature > 0), scored by the preset's reward (math for gsm8k/math500, code for
@@ -25,9 +28,33 @@ and problems/s. Of the model section, eval reads name_or_path, device, dtype and
 (a trained folder's grpokit_config.yaml says how to load the rest); of rollout, the sampling fields."""
 
 
+@dataclass
+class EvalConfig:
+    """`grpokit eval`'s own settings (the model, data, sampling and reward are the sections train uses)."""
+
+    compare: str = ""  # a second model (e.g. after training): both answer the same prompts and a before/after table is printed
+    heldout: bool = False  # score what a training run with this data section evaluates: data.eval_size rows held out after the data.seed shuffle, or the first data.eval_size of its eval split
+    limit: int = 0  # score only the first N prompts (0 = all)
+    k: list[int] = field(default_factory=list)  # pass@k for these k, each <= rollout.group_size (empty = 1, 2, 4, .., G)
+    by: list[str] | None = None  # break accuracy and pass@k down by these columns (default: the preset's, e.g. subject level for math500)
+    batch_size: int = 256  # sequences per generate call
+    seed: int = 0  # seed of sampling (with rollout.temperature > 0)
+
+
+@dataclass
+class EvalCommandConfig:
+    """Everything `grpokit eval` reads: accuracy and pass@k of a model on a dataset."""
+
+    output_dir: str = ""  # where results.json and samples.jsonl go ("" = runs/eval-DATE-TIME)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(group_size=1, max_new_tokens=0, temperature=0.0))
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
 def parse(argv: list[str]):
     from grpokit.cli.args import parse_command
-    from grpokit.config import EvalCommandConfig
 
     return parse_command(EvalCommandConfig, argv, prog="grpokit eval", description=DESCRIPTION)
 

@@ -4,7 +4,7 @@
     grpokit sample --model runs/RUN/model               # interactive: one prompt per line
     echo "37+58" | grpokit sample --model runs/RUN/model
 
-The options are SampleCommandConfig's (grpokit.config): the model and rollout sections of a
+The options are SampleCommandConfig's (below): the model and rollout sections of a
 training config plus a sample section; `grpokit sample --help` lists them. --model takes a folder
 written by `grpokit train` (full weights, or a LoRA/QLoRA adapter that is put back on its base),
 any transformers model folder or hub id, or builtin:arithmetic. Prompts go through the model's
@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tyro.conf import Positional
+
+from grpokit.config import ModelConfig, RolloutConfig
 from grpokit.rewards.answers import THINK_CLOSE, THINK_OPEN
 
 DESCRIPTION = """Sample answers from a model: the prompts given, else one per line from standard input.
@@ -30,10 +34,30 @@ and trust_remote_code (a trained folder's grpokit_config.yaml says how to load t
 SAVED_SAMPLING = ("temperature", "top_p", "top_k", "max_new_tokens", "min_new_tokens")
 
 
+@dataclass
+class SampleConfig:
+    """`grpokit sample`'s own settings."""
+
+    prompts: Positional[list[str]] = field(default_factory=list)  # prompts to answer (none: one per line from standard input, with a '> ' prompt on a terminal)
+    system_prompt: str = ""  # system message put before every prompt, as data.system_prompt in training ("" = none)
+    think: bool = True  # let the chat template think (--sample.no-think passes enable_thinking=False, as Qwen3's template reads it)
+    hide_think: bool = False  # print only what follows the <think> block
+    seed: int = 0  # seed of sampling; each prompt draws from its own stream derived from it
+
+
+@dataclass
+class SampleCommandConfig:
+    """Everything `grpokit sample` reads: completions of a model for prompts."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(
+        group_size=1, max_new_tokens=512, temperature=0.7, top_p=0.9))
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
 def parse(argv: list[str]):
     """SampleCommandConfig from its defaults, the model's saved sampling settings, --config, then flags."""
     from grpokit.cli.args import parse_command
-    from grpokit.config import SampleCommandConfig
     from grpokit.models.loading import read_grpokit_config
 
     first = parse_command(SampleCommandConfig, argv, prog="grpokit sample", description=DESCRIPTION)
