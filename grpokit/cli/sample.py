@@ -74,12 +74,12 @@ def prompt_ids(tokenizer, prompt: str, *, system: str = "", think: bool = True) 
     """Chat-templated ids of one prompt, tokenized once (templating to text and tokenizing again
     can add a second BOS). A tokenizer without a chat template gets the raw text, with whatever
     special tokens it adds itself; think=False passes enable_thinking=False to the template."""
+    from grpokit.data.records import example_prompt_ids
+
     if not getattr(tokenizer, "chat_template", None):
         return list(tokenizer(prompt)["input_ids"])
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    extra = {} if think else {"enable_thinking": False}
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **extra)
-    return list(out["input_ids"] if hasattr(out, "keys") else out)
+    record = {"prompt": prompt, "system": system, **({} if think else {"enable_thinking": False})}
+    return example_prompt_ids(tokenizer, record)
 
 
 def shown_text(text: str, hide_think: bool) -> str:

@@ -36,13 +36,15 @@ def example_prompt_ids(tokenizer, example: dict) -> list[int]:
     """Chat-templated prompt ids of an example, tokenized once and cached on the record.
 
     Tokenizing once matters: templating to text and tokenizing again can add a second BOS
-    (DESIGN pitfall 3)."""
+    (DESIGN pitfall 3). A record with ``enable_thinking`` passes it to the template (Qwen3's
+    reads it; `grpokit sample --sample.no-think`)."""
     if "prompt_ids" not in example:
         messages = []
         if example.get("system"):
             messages.append({"role": "system", "content": example["system"]})
         messages.append({"role": "user", "content": user_message(example)})
-        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        extra = {"enable_thinking": example["enable_thinking"]} if "enable_thinking" in example else {}
+        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **extra)
         example["prompt_ids"] = list(out["input_ids"] if hasattr(out, "keys") else out)
     return example["prompt_ids"]
 
