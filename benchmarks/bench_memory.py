@@ -97,6 +97,7 @@ def child(mode: str, path: str, steps: int, device: str) -> dict:
     """One mode in this (fresh) process; returns its measurements."""
     import torch
 
+    from grpokit.cli.main import apply_process_settings
     from grpokit.config import Config
     from grpokit.models.loading import load_model, load_tokenizer, parameter_counts, prepare_model
     from grpokit.rewards import RewardScorer
@@ -125,6 +126,7 @@ def child(mode: str, path: str, steps: int, device: str) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     scorer = RewardScorer(["arithmetic"], [1.0])
+    apply_process_settings(cfg, log=lambda *a: None)  # as `grpokit train` does at its start
     trainer = Trainer(cfg, model, tokenizer, examples, scorer)
     start = time.perf_counter()
     for _ in range(steps):

@@ -143,6 +143,7 @@ def make_config(workload: str, overrides: dict):
 
 class GrpokitSession:
     def __init__(self, workload: str, variant: str = "default", seed: int = 0):
+        from grpokit.cli.main import apply_process_settings
         from grpokit.rewards import RewardScorer
         from grpokit.train.trainer import Trainer
 
@@ -151,6 +152,7 @@ class GrpokitSession:
             patch()
         cfg = make_config(workload, overrides)
         cfg.train.seed = seed
+        apply_process_settings(cfg, log=lambda *a: None)  # as `grpokit train` does at its start
         torch.manual_seed(seed)
         model, tok = load(workload)
         exs = examples(workload)

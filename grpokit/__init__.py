@@ -3,7 +3,9 @@
 The public API, importable from the top level (each name loads its module on first use, so
 `import grpokit` stays cheap):
 
-    Config, load_yaml, validate          the typed config (grpokit.config)
+    Config, load_yaml, validate          the typed config of a training run (grpokit.config)
+    GrpokitError, ConfigError, DataError, RewardError, CheckpointError
+                                         the errors grpokit raises on purpose (grpokit.errors)
     run_training                         a whole run: load, train, evaluate, save (grpokit.train.run)
     Trainer                              one GRPO step at a time (grpokit.train.trainer)
     Rollout, generate                    sampling G completions per prompt (grpokit.rollout)
@@ -11,6 +13,7 @@ The public API, importable from the top level (each name loads its module on fir
     evaluate_examples, pass_at_k         evaluation (grpokit.eval)
     load_trained                         a saved model (full, adapter or merged) back for use
     Sandbox, Limits                      running untrusted code (grpokit.sandbox)
+    __version__                          the package's version
 
 docs/design.md describes the layout: one folder per stage of a step, each importing only the
 layers below it.
@@ -26,6 +29,11 @@ _PUBLIC = {
     "Config": "grpokit.config",
     "load_yaml": "grpokit.config",
     "validate": "grpokit.config",
+    "GrpokitError": "grpokit.errors",
+    "ConfigError": "grpokit.errors",
+    "DataError": "grpokit.errors",
+    "RewardError": "grpokit.errors",
+    "CheckpointError": "grpokit.errors",
     "run_training": "grpokit.train.run",
     "Trainer": "grpokit.train.trainer",
     "Rollout": "grpokit.rollout.generate",

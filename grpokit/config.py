@@ -1,13 +1,17 @@
-"""One typed config for a run. Field comments are the CLI's --help.
+"""The typed config sections of every command. Field comments are the CLI's --help (one help source).
 
-Load order: defaults <- YAML file (--config) <- command-line overrides. Every key is checked:
-a typo is an error naming the key and the nearest valid one.
+`grpokit train` reads Config; `grpokit eval` and `grpokit sample` read EvalCommandConfig
+(grpokit/cli/eval.py) and SampleCommandConfig (grpokit/cli/sample.py), built from the same
+sections (model, data, rollout, reward) plus a section of their own. Load order: defaults <-
+YAML file (--config: a path or a shipped recipe's name) <- command-line overrides. Every key is
+checked: a typo is an error naming the key and the nearest valid one. validate() returns a
+checked copy with derived defaults filled in.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +20,7 @@ import yaml
 from tyro.constructors import PrimitiveConstructorSpec
 
 from grpokit.errors import ConfigError
+from grpokit.registry import did_you_mean, unknown_name_message
 
 
 MODEL_MODES = ("full", "lora", "qlora")
@@ -70,12 +75,10 @@ class ModelConfig:
     def check(self) -> None:
         """Raise ConfigError naming the first model.* field that is wrong."""
         def need(ok: bool, name: str, msg: str):
-            if not ok:
-                raise ConfigError(f"model.{name}: {msg}")
+            _need(ok, f"model.{name}", msg)
 
         def choice(name: str, choices) -> None:
-            value = getattr(self, name)
-            need(value in choices, name, f"unknown value {value!r}{_did_you_mean(str(value), choices)}")
+            _choice(f"model.{name}", getattr(self, name), choices)
 
         need(isinstance(self.name_or_path, str) and self.name_or_path.strip() != "", "name_or_path",
              "must name a local folder, a hub id or builtin:arithmetic")
@@ -124,9 +127,9 @@ class DataConfig:
 class RolloutConfig:
     prompts_per_step: int = 8  # P: prompts per step
     group_size: int = 16  # G: completions sampled per prompt
-    max_new_tokens: int = 8  # completion length limit; a row that hits it is 'truncated'
+    max_new_tokens: int = 8  # completion length limit in tokens; a completion that reaches it is 'truncated' (eval: 0 = the preset's, else 512)
     min_new_tokens: int = 0  # EOS is forbidden before this many tokens
-    temperature: float = 1.0  # sampling temperature; log-probs use the same scaled logits
+    temperature: float = 1.0  # sampling temperature; log-probs use the same scaled logits (0 = greedy: eval and sample only)
     top_p: float = 1.0  # nucleus sampling mass (1.0 = off)
     top_k: int = 0  # keep only the k most likely tokens (0 = off)
     stop_token_ids: list[int] = field(default_factory=list)  # more ids that end a completion, besides the tokenizer's EOS, every generation_config eos_token_id and the chat template's end-of-turn token (all always stop); the stop token stays in the loss
@@ -139,7 +142,7 @@ class RewardConfig:
     max_fail_share: float = 0.5  # stop the run when more than this share of a step's reward calls fail
     workers: int = 0  # worker processes for scoring (0 = in the trainer's process)
     kwargs: JsonMapping = field(default_factory=dict)  # keyword arguments per reward name, checked against its signature, e.g. {math: {wrong: -1.0}, overlong: {max_len: 512, cache_len: 128}, think_format: {opened_in_prompt: true}} (opened_in_prompt overrides grpokit's detection from the chat template)
-    accuracy_reward: str = ""  # reward whose score > 0 counts as correct in evaluation ("" = the first of names)
+    accuracy_reward: str = ""  # reward whose score > 0 counts as correct in evaluation ("" = the first of names; eval: else the preset's)
     code_timeout: float = 5.0  # code reward: wall-clock seconds per test (each io case; each assert of check(), whose run gets this times their number)
     code_max_output_mb: float = 1.0  # code reward: cap on a run's stdout and stderr (MiB); an io case allows at least twice its expected output + 64 KiB
     code_tolerance: float = 1e-6  # code reward: error allowed on non-integer numbers of an io output, absolute or relative (integers compare exactly; 0 = equal as floats)
@@ -155,12 +158,12 @@ class AlgoConfig:
     advantage: str = "group_zscore"  # group_mean (textbook) | group_zscore (GRPO) | rloo | batch_std
     objective: str = "ppo_clip"  # reinforce (textbook) | ppo_clip | gspo | cispo
     aggregation: str = "token_mean"  # sequence_sum (textbook) | sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
-    eps_low: float = 0.2  # lower clip range of the ratio
-    eps_high: float = 0.28  # upper clip range (DAPO clip-higher); CISPO's weight cap is 1 + eps_high
-    beta: float = 0.0  # weight of the KL penalty to the reference policy (0 = no reference needed)
+    eps_low: float = 0.2  # ε_low: the importance ratio is clipped below at 1 - eps_low
+    eps_high: float = 0.28  # ε_high: the ratio is clipped above at 1 + eps_high (DAPO clip-higher); CISPO's weight cap is 1 + eps_high
+    beta: float = 0.0  # β: weight of the KL penalty to the reference policy (0 = no reference needed)
     kl_estimator: str = "k3"  # k1 | k2 | k3
-    mu: int = 1  # optimisation passes over each batch (old log-probs are kept when > 1)
-    adv_eps: float = 1e-4  # added to standard deviations before dividing
+    mu: int = 1  # μ: optimiser steps on each rollout batch (the old policy's log-probs are kept when > 1)
+    adv_eps: float = 1e-4  # added to the standard deviation before dividing (group_zscore, batch_std)
     mask_truncated: bool = False  # leave completions cut off by rollout.max_new_tokens out of the loss (DAPO's overlong filtering); they still count in their group's advantages
     skip_zero_advantage: bool = True  # do not run forward/backward on sequences whose advantage is 0 (when beta == 0)
 
@@ -170,15 +173,15 @@ class TrainConfig:
     steps: int = 600  # GRPO steps (each: one rollout batch, mu optimiser steps)
     lr: float = 2e-4  # peak learning rate of AdamW
     weight_decay: float = 0.0  # AdamW weight decay
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
+    adam_beta1: float = 0.9  # AdamW's β1: decay rate of the running mean of gradients
+    adam_beta2: float = 0.99  # AdamW's β2: decay rate of the running mean of squared gradients (torch's default: 0.999)
     warmup_steps: int = 10  # linear warm-up of the learning rate
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     max_grad_norm: float = 1.0  # clip the gradient norm to this (0 = no clipping)
     micro_batch_size: int = 64  # sequences per forward/backward; gradients accumulate over the batch
     logprob_chunk: int = 256  # positions per chunk when computing log-softmax
-    keep_freed_memory: bool = True  # single-process CPU runs: glibc malloc keeps freed blocks for reuse instead of returning them to the OS, which page-faults large tensors in anew every step (process-wide; host_memory.py)
-    seed: int = 0  # seed of model sampling
+    keep_freed_memory: bool = True  # single-process CPU runs: glibc malloc keeps freed blocks for reuse instead of returning them to the OS, which page-faults large tensors in anew every step (process-wide: applied once and logged by `grpokit train` at its start, not by the Trainer class)
+    seed: int = 0  # seed of rollout sampling and of torch's global RNG at the start of the run (adapter initialisation)
     eval_every: int = 100  # greedy accuracy on the held-out set every N steps (0 = only before and after)
     save_every: int = 0  # checkpoint every N steps (0 = only at the end and when stopped by a signal)
     keep_last: int = 2  # checkpoints kept; older ones are deleted after a new one commits
@@ -210,42 +213,68 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-def _did_you_mean(key: str, choices) -> str:
-    near = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {near[0]!r}?" if near else f" (valid: {', '.join(choices)})"
+# ----------------------------------------------------------------------------- files
 
 
-def from_dict(cls, data: dict[str, Any], where: str = ""):
-    """Build a (nested) config dataclass from a plain dict, refusing unknown keys."""
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped inside the package (grpokit/recipes/NAME.yaml)."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def config_path(name: str | Path) -> Path:
+    """A config file: the path itself when it exists, else the shipped recipe of that name
+    ('textbook-qwen3-8b-qlora', with or without .yaml, or as recipes/NAME.yaml, where the recipes
+    lived before they moved into the package); ConfigError otherwise."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if path.parent in (Path("."), Path("recipes")) and stem in shipped_recipes():
+        return RECIPES / f"{stem}.yaml"
+    recipes = shipped_recipes()
+    raise ConfigError(f"config file not found: {path}{did_you_mean(stem, recipes)} "
+                      f"(shipped recipes, by name: {', '.join(recipes)})")
+
+
+def from_dict(cls, data: dict[str, Any], where: str = "", base=None):
+    """A (nested) config dataclass: ``base`` (default: cls()) with the keys of a plain dict set,
+    refusing unknown keys with the nearest valid one."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    base = cls() if base is None else base
+    fields = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise ConfigError(f"unknown config key {path!r}{_did_you_mean(key, fields)}")
-        default = getattr(cls(), key)
-        kwargs[key] = from_dict(type(default), value, path) if dataclasses.is_dataclass(default) else value
-    return cls(**kwargs)
+            raise ConfigError(f"unknown config key {path!r}{did_you_mean(key, fields)} (keys here: {', '.join(fields)})")
+        current = getattr(base, key)
+        kwargs[key] = from_dict(type(current), value, path, current) if dataclasses.is_dataclass(current) else value
+    return dataclasses.replace(base, **kwargs)
 
 
-def load_yaml(path: str | Path) -> Config:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+def load_yaml(path: str | Path, cls=Config, base=None):
+    """The config in a YAML file (a path, or a shipped recipe's name) over ``base`` (default:
+    cls()). Raises ConfigError naming the file and the key."""
+    p = config_path(path)
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     try:
-        return from_dict(Config, data)
+        return from_dict(cls, data, base=base)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from exc
 
 
-def to_dict(cfg: Config) -> dict:
+def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+# ----------------------------------------------------------------------------- checks
 
 
 def check_whole_groups(prompts_per_step: int, world: int) -> None:
@@ -268,66 +297,100 @@ def _check_code_reward(rc: RewardConfig, need) -> None:
          f"must be in [0, 1), got {rc.code_tolerance!r}")
 
 
+def _need(ok: bool, field_name: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field_name}: {msg}")
+
+
+def _choice(field_name: str, value, choices) -> None:
+    _need(value in choices, field_name,
+          f"unknown value {value!r}{did_you_mean(value, choices)} (choices: {', '.join(choices)})")
+
+
+def check_sampling(r: RolloutConfig, *, training: bool) -> None:
+    """The rollout fields every command samples with. Training needs groups (G >= 2) and a
+    temperature > 0; eval and sample take G >= 1, and temperature 0 (greedy) when G == 1."""
+    if training:
+        _need(r.group_size >= 2, "rollout.group_size",
+              f"must be >= 2 (a group baseline needs two samples), got {r.group_size}")
+        _need(r.temperature > 0, "rollout.temperature",
+              f"must be > 0 for training (got {r.temperature}); greedy is for eval")
+    else:
+        _need(r.group_size >= 1, "rollout.group_size", f"must be >= 1, got {r.group_size}")
+        _need(r.temperature >= 0, "rollout.temperature", f"must be >= 0 (0 = greedy), got {r.temperature}")
+        _need(r.group_size == 1 or r.temperature > 0, "rollout.group_size",
+              f"{r.group_size} completions per prompt need rollout.temperature > 0 (greedy gives one answer)")
+    _need(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
+    _need(0 <= r.min_new_tokens <= r.max_new_tokens, "rollout.min_new_tokens", "must be between 0 and max_new_tokens")
+    _need(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
+    _need(r.top_k >= 0, "rollout.top_k", f"must be >= 0, got {r.top_k}")
+
+
+def with_reward_defaults(reward: RewardConfig, source: str) -> RewardConfig:
+    """A copy of ``reward`` with its defaults filled in: the preset's reward when no name is
+    given, weight 1 for each reward when no weight is given."""
+    from grpokit.data.presets import get_preset
+
+    names, weights = list(reward.names), list(reward.weights)
+    if not names:
+        preset = get_preset(source)
+        _need(preset is not None, "reward.names", f"at least one reward is needed (data.source {source!r} "
+              "is not a preset, so there is no default)")
+        names = [preset.reward]
+    return dataclasses.replace(reward, names=names, weights=weights or [1.0] * len(names))
+
+
 def validate(cfg: Config) -> Config:
-    """Every check that needs no model or data file; raises ConfigError naming the field."""
+    """A checked copy of a training config with its derived defaults filled in (reward names from
+    the data preset, weights); ``cfg`` itself is left unchanged. Every check here needs no model
+    or data file; the first problem raises ConfigError naming the field."""
     from grpokit.algo import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, OBJECTIVES
-    from grpokit.registry import unknown_name_message
 
-    def need(ok: bool, field_name: str, msg: str):
-        if not ok:
-            raise ConfigError(f"{field_name}: {msg}")
-
-    for name, registry, value in [
-        ("algo.advantage", ADVANTAGES, cfg.algo.advantage),
-        ("algo.objective", OBJECTIVES, cfg.algo.objective),
-        ("algo.aggregation", AGGREGATIONS, cfg.algo.aggregation),
-        ("algo.kl_estimator", KL_ESTIMATORS, cfg.algo.kl_estimator),
-    ]:
-        need(value in registry, name, unknown_name_message(registry.kind, value, list(registry)))
-    r, a, t = cfg.rollout, cfg.algo, cfg.train
-    need(r.group_size >= 2, "rollout.group_size", f"must be >= 2 (a group baseline needs two samples), got {r.group_size}")
-    need(r.prompts_per_step >= 1, "rollout.prompts_per_step", f"must be >= 1, got {r.prompts_per_step}")
-    need(r.max_new_tokens >= 1, "rollout.max_new_tokens", f"must be >= 1, got {r.max_new_tokens}")
-    need(0 <= r.min_new_tokens <= r.max_new_tokens, "rollout.min_new_tokens", "must be between 0 and max_new_tokens")
-    need(r.temperature > 0, "rollout.temperature", f"must be > 0 for training (got {r.temperature}); greedy is for eval")
-    need(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
-    need(r.top_k >= 0, "rollout.top_k", f"must be >= 0, got {r.top_k}")
-    if not cfg.reward.names:
-        from grpokit.data.presets import get_preset
-
-        preset = get_preset(cfg.data.source)
-        need(preset is not None, "reward.names", f"at least one reward is needed (data.source {cfg.data.source!r} "
-             "is not a preset, so there is no default)")
-        cfg.reward.names = [preset.reward]
-    if not cfg.reward.weights:
-        cfg.reward.weights = [1.0] * len(cfg.reward.names)
-    need(len(cfg.reward.names) == len(cfg.reward.weights), "reward.weights",
-         f"{len(cfg.reward.weights)} weights for {len(cfg.reward.names)} rewards")
-    need(0 <= cfg.reward.max_fail_share <= 1, "reward.max_fail_share", "must be in [0, 1]")
-    _check_code_reward(cfg.reward, need)
-    need(isinstance(cfg.reward.kwargs, dict) and all(isinstance(v, dict) for v in cfg.reward.kwargs.values()),
-         "reward.kwargs", f"expected a mapping of reward name to its keyword arguments, e.g. "
-         f"{{math: {{wrong: -1.0}}}}, got {cfg.reward.kwargs!r:.80}")
-    need(isinstance(cfg.data.chat_template_kwargs, dict), "data.chat_template_kwargs",
-         f"expected a mapping such as {{enable_thinking: false}}, got {cfg.data.chat_template_kwargs!r:.80}")
-    need(all(isinstance(i, int) and i >= 0 for i in r.stop_token_ids), "rollout.stop_token_ids",
-         f"expected token ids (integers >= 0), got {r.stop_token_ids!r}")
-    need(a.mu >= 1, "algo.mu", f"must be >= 1, got {a.mu}")
-    need(a.beta >= 0, "algo.beta", f"must be >= 0, got {a.beta}")
-    need(a.eps_low >= 0 and a.eps_high >= 0, "algo.eps_low/eps_high", "must be >= 0")
-    need(t.steps >= 0, "train.steps", f"must be >= 0, got {t.steps}")
-    need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
-    need(t.micro_batch_size >= 1, "train.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
-    need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
-    need(t.save_every >= 0, "train.save_every", "must be >= 0")
-    need(t.keep_last >= 1, "train.keep_last", f"must be >= 1, got {t.keep_last}")
-    need(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "must be >= 1")
-    need(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")
-    need(t.sharding in SHARDINGS, "train.sharding",
-         f"unknown value {t.sharding!r}{_did_you_mean(str(t.sharding), SHARDINGS)}")
-    if t.sharding != "none":
-        need(cfg.model.mode == "full", "train.sharding",
-             f"{t.sharding} shards full fine-tuning; model.mode {cfg.model.mode!r} trains a small adapter, whose "
-             "replica fits every GPU: use train.sharding none")
+    for name, registry in [("algo.advantage", ADVANTAGES), ("algo.objective", OBJECTIVES),
+                           ("algo.aggregation", AGGREGATIONS), ("algo.kl_estimator", KL_ESTIMATORS)]:
+        value = getattr(cfg.algo, name.split(".")[1])
+        _need(value in registry, name, unknown_name_message(registry.kind, value, registry))
+    r = cfg.rollout
+    check_sampling(r, training=True)
+    _need(r.prompts_per_step >= 1, "rollout.prompts_per_step", f"must be >= 1, got {r.prompts_per_step}")
+    _need(all(isinstance(i, int) and i >= 0 for i in r.stop_token_ids), "rollout.stop_token_ids",
+          f"expected token ids (integers >= 0), got {r.stop_token_ids!r}")
+    out = copy.deepcopy(cfg)
+    out.reward = with_reward_defaults(cfg.reward, cfg.data.source)
+    _need(len(out.reward.names) == len(out.reward.weights), "reward.weights",
+          f"{len(out.reward.weights)} weights for {len(out.reward.names)} rewards")
+    _check_reward_options(cfg)
+    _check_algo_and_train(cfg)
     cfg.model.check()
-    return cfg
+    return out
+
+
+def _check_reward_options(cfg: Config) -> None:
+    rc = cfg.reward
+    _need(0 <= rc.max_fail_share <= 1, "reward.max_fail_share", "must be in [0, 1]")
+    _check_code_reward(rc, _need)
+    _need(isinstance(rc.kwargs, dict) and all(isinstance(v, dict) for v in rc.kwargs.values()),
+          "reward.kwargs", f"expected a mapping of reward name to its keyword arguments, e.g. "
+          f"{{math: {{wrong: -1.0}}}}, got {rc.kwargs!r:.80}")
+    _need(isinstance(cfg.data.chat_template_kwargs, dict), "data.chat_template_kwargs",
+          f"expected a mapping such as {{enable_thinking: false}}, got {cfg.data.chat_template_kwargs!r:.80}")
+
+
+def _check_algo_and_train(cfg: Config) -> None:
+    a, t = cfg.algo, cfg.train
+    _need(a.mu >= 1, "algo.mu", f"must be >= 1, got {a.mu}")
+    _need(a.beta >= 0, "algo.beta", f"must be >= 0, got {a.beta}")
+    _need(a.eps_low >= 0 and a.eps_high >= 0, "algo.eps_low/eps_high", "must be >= 0")
+    _need(t.steps >= 0, "train.steps", f"must be >= 0, got {t.steps}")
+    _need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    _need(t.micro_batch_size >= 1, "train.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")
+    _need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+    _need(t.save_every >= 0, "train.save_every", "must be >= 0")
+    _need(t.keep_last >= 1, "train.keep_last", f"must be >= 1, got {t.keep_last}")
+    _need(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "must be >= 1")
+    _need(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")
+    _choice("train.sharding", t.sharding, SHARDINGS)
+    if t.sharding != "none":
+        _need(cfg.model.mode == "full", "train.sharding",
+              f"{t.sharding} shards full fine-tuning; model.mode {cfg.model.mode!r} trains a small adapter, whose "
+              "replica fits every GPU: use train.sharding none")

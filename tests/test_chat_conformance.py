@@ -154,8 +154,8 @@ def test_family_rollout_stop_rewards_grpo_save_reload_sample(family, tmp_path, c
     steps = [r for r in rows if "reward_mean" in r]
     assert len(steps) == 2 and all(0.0 <= r["truncated_share"] < 1.0 for r in steps)
     capsys.readouterr()
-    code = main(["sample", "--model", str(tmp_path / "run" / "model"), "What is 3 + 5?", "-n", "2",
-                 "--max-new-tokens", "8", "--temperature", "1.0"])
+    code = main(["sample", "--model", str(tmp_path / "run" / "model"), "What is 3 + 5?", "--rollout.group_size", "2",
+                 "--rollout.max_new_tokens", "8", "--rollout.temperature", "1.0"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert all(f"{i} " in err for i in stops)  # the stop ids it logs: the reloaded model's own
@@ -206,7 +206,7 @@ def test_gemma_template_renders_and_ends_turns_with_end_of_turn(family):
 
 
 def test_textbook_qwen3_think_recipe_end_to_end_on_the_real_qwen3_tokenizer(tmp_path, capsys):
-    """recipes/textbook-qwen3-8b-qlora-think.yaml as written (QLoRA, think_math, GSM8K) but for
+    """grpokit/recipes/textbook-qwen3-8b-qlora-think.yaml as written (QLoRA, think_math, GSM8K) but for
     the model (a tiny Qwen3 over the real Qwen3 tokenizer and template) and the sizes."""
     from grpokit.cli.main import main
     from grpokit.config import load_yaml
@@ -227,13 +227,13 @@ def test_textbook_qwen3_think_recipe_end_to_end_on_the_real_qwen3_tokenizer(tmp_
     tiers = scored_hand_written(tok, example, written, 151645, ["think_math"])["think_math"]
     plain = scored_hand_written(tok, example, "The answer is \\boxed{8}.", 151645, ["think_math"])["think_math"]
     assert (tiers, plain) == ([1.0], [0.5])
-    cfg = _swap_in_tiny_model(load_yaml(REPO / "recipes" / "textbook-qwen3-8b-qlora-think.yaml"), folder,
+    cfg = _swap_in_tiny_model(load_yaml("textbook-qwen3-8b-qlora-think"), folder,
                               tmp_path / "run")
     assert cfg.reward.names == ["think_math"] and cfg.model.mode == "qlora"
     assert run_training(cfg, log=lambda *a: None)["steps"] == 2
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(-0.5 <= r["reward_mean"] <= 1.0 for r in rows if "reward_mean" in r)
     capsys.readouterr()
-    assert main(["sample", "--model", str(tmp_path / "run" / "model"), "What is 3 + 5?", "--max-new-tokens", "6",
-                 "--device", "cpu"]) == 0
+    assert main(["sample", "--model", str(tmp_path / "run" / "model"), "What is 3 + 5?", "--rollout.max_new_tokens", "6",
+                 "--model.device", "cpu"]) == 0
     assert "151645 <|im_end|>" in capsys.readouterr().err

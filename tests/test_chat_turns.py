@@ -221,7 +221,7 @@ def _cli(argv, capsys):
 def test_train_with_a_hub_model_offline_is_one_clear_error(offline_hub, capsys):
     from tests.conftest import REPO
 
-    code, err = _cli(["train", "--config", str(REPO / "recipes/textbook-qwen3-8b-qlora.yaml"),
+    code, err = _cli(["train", "--config", "textbook-qwen3-8b-qlora",
                       "--output-dir", "out"], capsys)
     assert code == 2
     assert "model.name_or_path: cannot find the model 'Qwen/Qwen3-8B'" in err
@@ -250,6 +250,6 @@ def test_demo_model_on_english_text_is_a_config_error_naming_model_and_row(tmp_p
 
 
 def test_eval_with_the_demo_model_on_gsm8k_is_a_clear_error(tmp_path, capsys, arithmetic_model_dir):
-    code, err = _cli(["eval", "--model", "builtin:arithmetic", "--data", "gsm8k", "--limit", "2",
-                      "--out", str(tmp_path / "e")], capsys)
+    code, err = _cli(["eval", "--model", "builtin:arithmetic", "--data", "gsm8k", "--eval.limit", "2",
+                      "--output-dir", str(tmp_path / "e")], capsys)
     assert code == 2 and "model 'builtin:arithmetic' cannot read this data" in err and "row 1" in err

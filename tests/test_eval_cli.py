@@ -1,11 +1,11 @@
 """`grpokit eval` end to end: before/after a short demo training run, sampling, defaults, errors."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from grpokit.cli.main import main
+from grpokit.cli.eval import EvalCommandConfig
 from grpokit.config import Config
 from grpokit.train.run import run_training
 
@@ -33,8 +33,8 @@ def test_eval_before_and_after_training_matches_the_training_summary(trained_run
                                                                      tmp_path, capsys):
     run_dir, summary = trained_run
     out = tmp_path / "eval"
-    rc = main(["eval", "--model", str(arithmetic_model_dir), "--compare", str(run_dir / "model"),
-               "--data", "arithmetic", "--out", str(out)])
+    rc = main(["eval", "--model", str(arithmetic_model_dir), "--eval.compare", str(run_dir / "model"),
+               "--data", "arithmetic", "--output-dir", str(out)])
     assert rc == 0
     before = json.loads((out / "before" / "results.json").read_text())
     after = json.loads((out / "after" / "results.json").read_text())
@@ -57,8 +57,8 @@ def test_eval_before_and_after_training_matches_the_training_summary(trained_run
 
 def test_sampled_eval_writes_pass_at_k_and_prints_throughput(tmp_path, capsys):
     out = tmp_path / "ev"
-    rc = main(["eval", "--model", "builtin:arithmetic", "--data", "arithmetic", "--limit", "40", "--n", "4",
-               "--temperature", "1.0", "--k", "1", "4", "--out", str(out)])
+    rc = main(["eval", "--model", "builtin:arithmetic", "--data", "arithmetic", "--eval.limit", "40",
+               "--rollout.group_size", "4", "--rollout.temperature", "1.0", "--eval.k", "1", "4", "--output-dir", str(out)])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     rows = read_jsonl(out / "samples.jsonl")
@@ -70,26 +70,28 @@ def test_sampled_eval_writes_pass_at_k_and_prints_throughput(tmp_path, capsys):
 
 
 def test_preset_defaults_choose_reward_length_and_breakdown():
-    from grpokit.cli.eval import eval_settings
-    from grpokit.config import DataConfig
+    from grpokit.cli.eval import eval_settings, parse
     from grpokit.data.records import load_eval_examples
 
-    def settings(data, **flags):
-        args = SimpleNamespace(data=data, reward="", max_new_tokens=0, by=None, **flags)
-        return eval_settings(args, load_eval_examples(DataConfig(source=data, data_dir=str(DATA)), limit=3))
+    def settings(data, *flags):
+        cfg = parse(["--data", data, "--data.data_dir", str(DATA), *flags])
+        assert type(cfg) is EvalCommandConfig
+        return eval_settings(cfg, load_eval_examples(cfg.data, limit=3))
 
     assert settings("math500") == {"reward": "math", "max_new_tokens": 1024, "by": ["subject", "level"]}
     assert settings("gsm8k") == {"reward": "math", "max_new_tokens": 512, "by": []}
     assert settings("humaneval")["reward"] == "code"
     assert settings("arithmetic")["reward"] == "arithmetic"
+    assert settings("math500", "--reward.names", "think_math", "--rollout.max_new_tokens", "64", "--eval.by") == {
+        "reward": "think_math", "max_new_tokens": 64, "by": []}
 
 
 def test_eval_errors_name_the_problem(capsys):
-    assert main(["eval", "--model", "builtin:arithmetic", "--data", "gsm8", "--out", "unused"]) == 2
+    assert main(["eval", "--model", "builtin:arithmetic", "--data", "gsm8", "--output-dir", "unused"]) == 2
     assert "unknown preset 'gsm8'; did you mean 'gsm8k'" in capsys.readouterr().err
-    assert main(["eval", "--model", "builtin:arithmetic", "--data", "arithmetic", "--by", "topic",
-                 "--limit", "2", "--out", "unused"]) == 2
-    assert "no column 'topic' in the data; its columns are: prompt, answer" in capsys.readouterr().err
+    assert main(["eval", "--model", "builtin:arithmetic", "--data", "arithmetic", "--eval.by", "topic",
+                 "--eval.limit", "2", "--output-dir", "unused"]) == 2
+    assert "eval.by: no column 'topic' in the data; its columns are: prompt, answer" in capsys.readouterr().err
 
 
 def test_top_level_usage_lists_eval(capsys):

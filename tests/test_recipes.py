@@ -1,4 +1,5 @@
-"""The shipped recipes: each loads, validates, says what memory it expects, and runs two GRPO
+"""The shipped recipes (grpokit/recipes/, inside the package so an installed grpokit has them):
+each loads, validates, says what memory it expects, and runs two GRPO
 steps through run_training as written except for the model (a tiny local Llama over a
 character tokenizer instead of Qwen3, which cannot be downloaded or run here), the batch and
 prompt sizes. The data is the real GSM8K preset from the shared data folder."""
@@ -13,19 +14,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from grpokit.config import load_yaml, to_dict, validate
+from grpokit.config import RECIPES as RECIPE_DIR
+from grpokit.config import load_yaml, shipped_recipes, to_dict, validate
 from tests.conftest import DATA, REPO
 from tests.model_helpers import build_text_tokenizer, save_tiny_llama
 
-STORIES = REPO / "recipes" / "stories260k-words.yaml"  # a CPU recipe: tests/test_stories260k.py
-RECIPES = sorted(p for p in (REPO / "recipes").glob("*.yaml") if p != STORIES)
-TEXTBOOK = REPO / "recipes" / "textbook-qwen3-8b-qlora.yaml"
+STORIES = RECIPE_DIR / "stories260k-words.yaml"  # a CPU recipe: tests/test_stories260k.py
+RECIPES = sorted(p for p in RECIPE_DIR.glob("*.yaml") if p != STORIES)
+TEXTBOOK = RECIPE_DIR / "textbook-qwen3-8b-qlora.yaml"
 
 
-def test_the_recipes_ship():
+def test_the_recipes_ship_inside_the_package():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
     assert [p.name for p in RECIPES] == [
         "small-gpu-qwen3-1.7b-qlora.yaml", "textbook-qwen3-8b-qlora-think.yaml", "textbook-qwen3-8b-qlora.yaml"]
-    assert STORIES.is_file()
+    assert STORIES.is_file() and STORIES.with_suffix(".jsonl").is_file()
+    assert shipped_recipes() == sorted(p.stem for p in [*RECIPES, STORIES])
+    # what a wheel carries besides the modules: pyproject's package-data globs, relative to grpokit/
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["grpokit"]
+    packaged = sorted({p for g in globs if g.startswith("recipes/") for p in (REPO / "grpokit").glob(g)})
+    assert packaged == sorted([*RECIPES, STORIES, STORIES.with_suffix(".jsonl")]) and RECIPE_DIR == REPO / "grpokit" / "recipes"
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -42,7 +51,7 @@ def test_recipe_validates_with_the_textbook_settings_and_states_its_memory(path)
 
 
 def test_textbook_and_think_variants_differ_in_the_reward():
-    plain, think = load_yaml(TEXTBOOK), load_yaml(REPO / "recipes" / "textbook-qwen3-8b-qlora-think.yaml")
+    plain, think = load_yaml(TEXTBOOK), load_yaml("textbook-qwen3-8b-qlora-think")  # a path, or a name
     assert plain.model.name_or_path == think.model.name_or_path == "Qwen/Qwen3-8B"
     assert plain.reward.names == ["math"] and think.reward.names == ["think_math"]
 

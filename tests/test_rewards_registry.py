@@ -35,9 +35,9 @@ def test_code_reward_is_registered_lazily_without_importing_it():
 
 
 def test_unknown_name_suggests_the_closest():
-    with pytest.raises(RewardError, match=r"unknown reward 'mathh'.*Did you mean 'math'\?"):
+    with pytest.raises(RewardError, match=r"unknown reward 'mathh'; did you mean 'math'\?"):
         resolve_reward("mathh")
-    with pytest.raises(RewardError, match="Built-in rewards: .*think_format"):
+    with pytest.raises(RewardError, match="built-in rewards: .*think_format"):
         resolve_reward("zzzz")
 
 
@@ -102,7 +102,7 @@ def test_missing_function_lists_and_suggests(tmp_path):
         resolve_reward(f"{path}:length_rewards")
     message = str(err.value)
     assert "has no function 'length_rewards'" in message
-    assert "Did you mean 'length_reward'?" in message and str(path) in message
+    assert "; did you mean 'length_reward'?" in message and str(path) in message
 
 
 def test_not_callable(tmp_path):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from grpokit.cli.main import main
-from grpokit.cli.sample import prompt_ids, shown_text
+from grpokit.cli.sample import parse, prompt_ids, shown_text
 
 
 def _demo_output(model_dir, tmp_path) -> str:
@@ -41,7 +41,7 @@ def _sample(capsys, *args) -> tuple[int, list[str], str]:
 def test_sample_on_the_demo_output(arithmetic_model_dir, tmp_path, capsys, monkeypatch):
     """One demo run, several uses of it (one run per test would cost a training run each)."""
     demo = _demo_output(arithmetic_model_dir, tmp_path)
-    greedy = ["--model", demo, "--temperature", "0", "--max-new-tokens", "6"]
+    greedy = ["--model", demo, "--rollout.temperature", "0", "--rollout.max_new_tokens", "6"]
     rc, lines, _ = _sample(capsys, *greedy, "37+58", "12+30")
     assert rc == 0 and lines == _greedy(demo, ["37+58", "12+30"])  # what the trained model says, greedily
     assert all(line.strip().lstrip("-").isdigit() for line in lines)
@@ -50,15 +50,21 @@ def test_sample_on_the_demo_output(arithmetic_model_dir, tmp_path, capsys, monke
     rc, lines, _ = _sample(capsys, *greedy)
     assert rc == 0 and lines == _greedy(demo, ["1+2", "40+2"])
 
-    sampled = ["--model", demo, "-n", "4", "--temperature", "1.5", "--seed", "3", "9+9"]
+    sampled = ["--model", demo, "--rollout.group_size", "4", "--rollout.temperature", "1.5", "--sample.seed", "3", "9+9"]
     rc, first, _ = _sample(capsys, *sampled)
     assert rc == 0 and [line[:4] for line in first] == ["[1] ", "[2] ", "[3] ", "[4] "]
     assert _sample(capsys, *sampled)[1] == first  # reproducible with a seed
 
-    rc, _, err = _sample(capsys, "--model", demo, "--top-p", "0", "1+1")
-    assert rc == 2 and "--top-p" in err
+    rc, _, err = _sample(capsys, "--model", demo, "--rollout.top_p", "0", "1+1")
+    assert rc == 2 and "rollout.top_p: must be in (0, 1]" in err
     rc, _, err = _sample(capsys, "--model", demo + "-missing", "1+1")
     assert rc == 2 and "--model: cannot find the model" in err and "(none there)" in err
+
+    # sampling defaults: the model's saved rollout section (the demo's 8 tokens, temperature 1),
+    # then the flags; without a saved config, SampleCommandConfig's own
+    assert (parse(["--model", demo]).rollout.max_new_tokens, parse(["--model", demo]).rollout.temperature) == (8, 1.0)
+    assert parse(["--model", demo, "--rollout.max_new_tokens", "6"]).rollout.max_new_tokens == 6
+    assert parse(["--model", "builtin:arithmetic"]).rollout.max_new_tokens == 512
 
 
 def test_sample_on_a_lora_adapter_folder(arithmetic_model_dir, tmp_path, capsys):
@@ -70,8 +76,8 @@ def test_sample_on_a_lora_adapter_folder(arithmetic_model_dir, tmp_path, capsys)
     cfg.model.name_or_path, cfg.model.mode, cfg.model.device = str(arithmetic_model_dir), "lora", "cpu"
     model = prepare_model(load_model(str(arithmetic_model_dir), cfg.model), cfg.model)
     save_outputs(model, build_tokenizer(), cfg, tmp_path / "adapter")
-    assert main(["sample", "--model", str(tmp_path / "adapter"), "--temperature", "0",
-                 "--max-new-tokens", "6", "37+58"]) == 0
+    assert main(["sample", "--model", str(tmp_path / "adapter"), "--rollout.temperature", "0",
+                 "--rollout.max_new_tokens", "6", "37+58"]) == 0
     # a fresh adapter (B = 0) is the base model exactly
     assert capsys.readouterr().out.splitlines() == _greedy(str(arithmetic_model_dir), ["37+58"])
 

@@ -1,5 +1,5 @@
 """The stories260K recipe (a real pretrained TinyStories model) learns what its reward asks, with
-the KL to the starting model on: a short version of recipes/stories260k-words.yaml.
+the KL to the starting model on: a short version of grpokit/recipes/stories260k-words.yaml.
 
 Margin stated in advance: over 8 steps the training reward (share of the asked-for words used)
 rises by at least 0.15 from the mean of the first two steps to the mean of the last two, while
@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import REPO
 
 MODEL = REPO.parent / "shared" / "models" / "stories260K"
-RECIPE = REPO / "recipes" / "stories260k-words.yaml"
+RECIPE = REPO / "grpokit" / "recipes" / "stories260k-words.yaml"
 
 
 def test_story_words_reward_counts_the_asked_words():

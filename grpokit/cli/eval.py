@@ -1,155 +1,163 @@
 """`grpokit eval`: score a model on a preset or a data file, or compare two models on it.
 
-    grpokit eval --model MODEL --data PRESET_OR_FILE [--compare MODEL_AFTER] [options]
+    grpokit eval --model MODEL --data PRESET_OR_FILE [--eval.compare MODEL_AFTER] [options]
 
-Writes results.json (summary) and samples.jsonl (one line per completion) to --out; with
---compare, the first model's files go to OUT/before/, the second's to OUT/after/, and the table
-of both to OUT/comparison.json. See docs/data.md.
+The options are EvalCommandConfig's (below): the model, data, rollout and reward
+sections of a training config plus an eval section; `grpokit eval --help` lists them. Writes
+results.json (summary) and samples.jsonl (one line per completion) to --output-dir; with
+--eval.compare, the first model's files go to OUT/before/, the second's to OUT/after/, and the
+table of both to OUT/comparison.json. See docs/data.md.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-DESCRIPTION = """Evaluate a model: greedy (default) or --n sampled completions per problem, scored by
-the preset's reward (math for gsm8k/math500, code for humaneval, arithmetic for arithmetic) or
---reward. Reports accuracy, unbiased pass@k, mean completion length, truncated and think-block
-shares, a breakdown by column, and problems/s."""
+from grpokit.config import DataConfig, ModelConfig, RewardConfig, RolloutConfig
+
+DESCRIPTION = """Evaluate a model: greedy (default) or rollout.group_size sampled completions per prompt
+(with rollout.temperature > 0), scored by the preset's reward (math for gsm8k/math500, code for
+humaneval, arithmetic for arithmetic) or reward.accuracy_reward / reward.names. Reports accuracy,
+unbiased pass@k, mean completion length, truncated and think-block shares, a breakdown by column,
+and problems/s. Of the model section, eval reads name_or_path, device, dtype and trust_remote_code
+(a trained folder's grpokit_config.yaml says how to load the rest); of rollout, the sampling fields."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="grpokit eval", description=DESCRIPTION)
-    p.add_argument("--model", required=True, help="model folder, hub id, or builtin:arithmetic")
-    p.add_argument("--compare", default="", metavar="MODEL", help="a second model (e.g. after training): "
-                   "both are evaluated on the same problems and a before/after table is printed")
-    p.add_argument("--data", required=True, metavar="PRESET_OR_FILE",
-                   help="arithmetic | gsm8k | math500 | humaneval, a .jsonl/.json/.csv/.parquet file, "
-                   "a datasets folder, or a hub id")
-    p.add_argument("--split", default="", help="split to score (default: the preset's test split, else all rows)")
-    p.add_argument("--limit", type=int, default=0, help="score only the first N problems (0 = all)")
-    p.add_argument("--heldout", action="store_true", help="score the rows training held out "
-                   "(data.eval_size rows after the data.seed shuffle) instead of a split")
-    p.add_argument("--out", default="", help="output folder (default: runs/eval-DATE-TIME)")
-    g = p.add_argument_group("scoring")
-    g.add_argument("--reward", default="", help="reward that judges a completion (correct = reward > 0)")
-    g.add_argument("--n", type=int, default=1, help="completions per problem (n > 1 needs --temperature > 0)")
-    g.add_argument("--k", type=int, nargs="+", default=None, help="pass@k for these k <= n (default 1, 2, 4, .., n)")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=0)
-    g.add_argument("--max-new-tokens", type=int, default=0, help="completion limit (default: the preset's, else 512)")
-    g.add_argument("--by", nargs="+", default=None, metavar="COLUMN",
-                   help="break results down by these columns (default: the preset's, e.g. subject level)")
-    g.add_argument("--seed", type=int, default=0, help="seed of sampling (and of --heldout's shuffle)")
-    g.add_argument("--batch-size", type=int, default=256, help="sequences per generate call")
-    g.add_argument("--reward-workers", type=int, default=0, help="processes for scoring (code rewards)")
-    g.add_argument("--device", default="auto")
-    g.add_argument("--dtype", default="auto", help="auto | fp32 | bf16 | fp16")
-    d = p.add_argument_group("data mapping (as data.* in a training config)")
-    for name in ("prompt_field", "answer_field", "tests_field", "entry_point_field", "system_prompt",
-                 "prompt_template", "subset", "data_dir"):
-        d.add_argument("--" + name.replace("_", "-"), default="")
-    d.add_argument("--max-prompt-tokens", type=int, default=0, help="drop (and count) longer prompts")
-    d.add_argument("--chat-template-kwargs", type=json_mapping, default={}, metavar="JSON",
-                   help='options for the chat template, e.g. \'{"enable_thinking": false}\' (Qwen3)')
-    d.add_argument("--eval-size", type=int, default=200, help="arithmetic's held-out size, and --heldout's")
-    return p
+@dataclass
+class EvalConfig:
+    """`grpokit eval`'s own settings (the model, data, sampling and reward are the sections train uses)."""
+
+    compare: str = ""  # a second model (e.g. after training): both answer the same prompts and a before/after table is printed
+    heldout: bool = False  # score what a training run with this data section evaluates: data.eval_size rows held out after the data.seed shuffle, or the first data.eval_size of its eval split
+    limit: int = 0  # score only the first N prompts (0 = all)
+    k: list[int] = field(default_factory=list)  # pass@k for these k, each <= rollout.group_size (empty = 1, 2, 4, .., G)
+    by: list[str] | None = None  # break accuracy and pass@k down by these columns (default: the preset's, e.g. subject level for math500)
+    batch_size: int = 256  # sequences per generate call
+    seed: int = 0  # seed of sampling (with rollout.temperature > 0)
 
 
-def data_config(args):
-    from grpokit.config import DataConfig
+@dataclass
+class EvalCommandConfig:
+    """Everything `grpokit eval` reads: accuracy and pass@k of a model on a dataset."""
 
-    return DataConfig(
-        source=args.data, eval_size=args.eval_size, seed=args.seed, subset=args.subset, data_dir=args.data_dir,
-        prompt_field=args.prompt_field, answer_field=args.answer_field, tests_field=args.tests_field,
-        entry_point_field=args.entry_point_field, system_prompt=args.system_prompt,
-        prompt_template=args.prompt_template, max_prompt_tokens=args.max_prompt_tokens,
-        chat_template_kwargs=args.chat_template_kwargs,
-    )
-
-
-def json_mapping(text: str) -> dict:
-    """argparse type: a mapping as JSON ('{"enable_thinking": false}') or YAML flow style."""
-    from grpokit.config import ConfigError, parse_json_mapping
-
-    try:
-        return parse_json_mapping(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    output_dir: str = ""  # where results.json and samples.jsonl go ("" = runs/eval-DATE-TIME)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(group_size=1, max_new_tokens=0, temperature=0.0))
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def load_model_and_tokenizer(name: str, device: str, dtype: str, log=print):
+def parse(argv: list[str]):
+    from grpokit.cli.args import parse_command
+
+    return parse_command(EvalCommandConfig, argv, prog="grpokit eval", description=DESCRIPTION)
+
+
+def load_model_and_tokenizer(model_cfg, log=print, flag: str = "--model"):
     """(model in eval mode, tokenizer) for a folder, hub id or builtin:arithmetic."""
-    from grpokit.models import loading as models
+    from grpokit.models.loading import load_trained
 
     from grpokit.models.locate import locate_model
 
-    if not name.startswith(models.BUILTIN_PREFIX):
-        locate_model(name, field="--model", flag="--model")
-    if hasattr(models, "load_trained"):  # also puts a LoRA adapter back on its base
-        return models.load_trained(name, device=device, dtype=dtype, log=log)
-    from grpokit.config import ModelConfig
-
-    cfg = ModelConfig(name_or_path=name, device=device, dtype=dtype)
-    path = models.model_path(cfg, log=log)
-    return models.load_model(path, cfg).eval(), models.load_tokenizer(path)
+    name = model_cfg.name_or_path
+    if not name.startswith("builtin:"):
+        locate_model(name, model_cfg.revision, field=flag, flag=flag)
+    return load_trained(name, device=model_cfg.device, dtype=model_cfg.dtype,
+                        trust_remote_code=model_cfg.trust_remote_code, log=log)
 
 
-def choose_examples(args, cfg, tokenizer, log=print) -> list[dict]:
+def choose_examples(cfg, tokenizer, log=print) -> list[dict]:
     from grpokit.data.records import load_eval_examples, load_examples
+
     from grpokit.models.locate import naming_the_model
 
-    with naming_the_model(args.model, "--model"):
-        if args.heldout:
-            examples = load_examples(cfg, tokenizer, log=log)[1]
-            return examples[: args.limit] if args.limit > 0 else examples
-        return load_eval_examples(cfg, tokenizer, split=args.split, limit=args.limit, log=log)
+    with naming_the_model(cfg.model.name_or_path, "--model"):
+        if cfg.eval.heldout:
+            examples = load_examples(cfg.data, tokenizer, log=log)[1]
+            return examples[: cfg.eval.limit] if cfg.eval.limit > 0 else examples
+        return load_eval_examples(cfg.data, tokenizer, limit=cfg.eval.limit, log=log)
 
 
-def eval_settings(args, examples: list[dict]) -> dict:
-    """Reward, completion limit and breakdown columns: flags first, then the preset's defaults."""
+def max_new_tokens(cfg) -> int:
+    """rollout.max_new_tokens, or (0) the preset's evaluation limit, else 512."""
     from grpokit.data.presets import get_preset
-    from grpokit.data.sources import DataError
 
-    preset = get_preset(args.data)
+    preset = get_preset(cfg.data.source)
+    return cfg.rollout.max_new_tokens or (preset.max_new_tokens if preset else 512)
+
+
+def check(cfg):
+    """Checks that need no model or data file; returns the rollout section evaluation samples
+    with (its completion limit resolved). Raises ConfigError naming the field."""
+    from grpokit.config import ConfigError, check_sampling
+    from grpokit.data.records import validate_data_config
+
+    rollout = dataclasses.replace(cfg.rollout, max_new_tokens=max_new_tokens(cfg))
+    check_sampling(rollout, training=False)
+    e, G = cfg.eval, rollout.group_size
+    if any(not 1 <= k <= G for k in e.k):
+        raise ConfigError(f"eval.k: pass@k needs 1 <= k <= rollout.group_size={G}, got {e.k}")
+    if e.limit < 0:
+        raise ConfigError(f"eval.limit: must be >= 0 (0 = all), got {e.limit}")
+    if e.batch_size < 1:
+        raise ConfigError(f"eval.batch_size: must be >= 1, got {e.batch_size}")
+    validate_data_config(cfg.data)
+    return rollout
+
+
+def eval_settings(cfg, examples: list[dict]) -> dict:
+    """Reward, completion limit and breakdown columns: the config first, then the preset's defaults."""
+    from grpokit.data.presets import get_preset
+    from grpokit.errors import DataError
+
+    preset = get_preset(cfg.data.source)
     code = "test" in examples[0] or "io_cases" in examples[0]
-    by = args.by if args.by is not None else [c for c in (preset.breakdown if preset else ()) if c in examples[0]]
+    by = cfg.eval.by if cfg.eval.by is not None else [
+        c for c in (preset.breakdown if preset else ()) if c in examples[0]]
     missing = [c for c in by if c not in examples[0]]
     if missing:
         columns = ", ".join(c for c in examples[0] if c != "prompt_ids")
-        raise DataError(f"--by: no column {missing[0]!r} in the data; its columns are: {columns}")
+        raise DataError(f"eval.by: no column {missing[0]!r} in the data; its columns are: {columns}")
+    named = cfg.reward.accuracy_reward or (cfg.reward.names[0] if cfg.reward.names else "")
     return {
-        "reward": args.reward or (preset.reward if preset else "code" if code else "math"),
-        "max_new_tokens": args.max_new_tokens or (preset.max_new_tokens if preset else 512),
+        "reward": named or (preset.reward if preset else "code" if code else "math"),
+        "max_new_tokens": max_new_tokens(cfg),
         "by": by,
     }
 
 
-def evaluate_model(name: str, args, examples: list[dict], settings: dict, tokenizer=None, model=None, log=print):
+def evaluate_model(name: str, cfg, examples: list[dict], settings: dict, tokenizer=None, model=None, log=print):
     from grpokit.data.chat import describe_ids, stop_token_ids
     from grpokit.eval.evaluate import evaluate_examples
 
+    r, e = cfg.rollout, cfg.eval
     if model is None:
         from grpokit.data.records import encode_examples
         from grpokit.models.locate import naming_the_model
 
-        model, tokenizer = load_model_and_tokenizer(name, args.device, args.dtype, log=log)
-        with naming_the_model(name, "--compare"):
-            encode_examples(examples, tokenizer, args.chat_template_kwargs, args.data)
-    log(f"{name}: a completion ends at any of {describe_ids(tokenizer, stop_token_ids(tokenizer, model))}")
+        model, tokenizer = load_model_and_tokenizer(dataclasses.replace(cfg.model, name_or_path=name), log=log,
+                                                    flag="--eval.compare")
+        with naming_the_model(name, "--eval.compare"):
+            encode_examples(examples, tokenizer, cfg.data.chat_template_kwargs, cfg.data.source)
+    stops = stop_token_ids(tokenizer, model, r.stop_token_ids)
+    log(f"{name}: a completion ends at any of {describe_ids(tokenizer, stops)}")
     result = evaluate_examples(
-        model, tokenizer, examples, settings["reward"], max_new_tokens=settings["max_new_tokens"], n=args.n,
-        ks=args.k, by=settings["by"], batch_size=args.batch_size, reward_workers=args.reward_workers,
-        seed=args.seed, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+        model, tokenizer, examples, settings["reward"], max_new_tokens=settings["max_new_tokens"],
+        n=r.group_size, ks=e.k or None, by=settings["by"], batch_size=e.batch_size,
+        reward_workers=cfg.reward.workers, seed=e.seed, temperature=r.temperature, top_p=r.top_p,
+        top_k=r.top_k, min_new_tokens=r.min_new_tokens, stop_token_ids=r.stop_token_ids,
     )
+    split = cfg.data.eval_split or ("heldout" if e.heldout else "default")
     result.summary = {
-        "model": name, "data": args.data, "split": args.split or ("heldout" if args.heldout else "default"),
+        "model": name, "data": cfg.data.source, "split": split,
         "reward": settings["reward"], "max_new_tokens": settings["max_new_tokens"],
-        "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k, "seed": args.seed,
+        "temperature": r.temperature, "top_p": r.top_p, "top_k": r.top_k, "seed": e.seed,
         **result.summary,
     }
     return result
@@ -204,29 +212,31 @@ def format_comparison(rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------- command
 
 
-def run(args, log=print) -> dict:
+def run(cfg, log=print) -> dict:
     """Evaluate (and compare); write the files; return {'before': summary, 'after': summary?}."""
-    out = Path(args.out or f"runs/eval-{datetime.now():%Y%m%d-%H%M%S}")
-    model, tokenizer = load_model_and_tokenizer(args.model, args.device, args.dtype, log=log)
-    examples = choose_examples(args, data_config(args), tokenizer, log=log)
-    settings = eval_settings(args, examples)
-    first = evaluate_model(args.model, args, examples, settings, tokenizer, model, log=log)
+    check(cfg)
+    out = Path(cfg.output_dir or f"runs/eval-{datetime.now():%Y%m%d-%H%M%S}")
+    first_name, second_name = cfg.model.name_or_path, cfg.eval.compare
+    model, tokenizer = load_model_and_tokenizer(cfg.model, log=log)
+    examples = choose_examples(cfg, tokenizer, log=log)
+    settings = eval_settings(cfg, examples)
+    first = evaluate_model(first_name, cfg, examples, settings, tokenizer, model, log=log)
     del model
-    if not args.compare:
+    if not second_name:
         paths = first.write(out)
         log(format_report(first.summary))
         log(throughput_line(first.summary))
         log(f"wrote {paths[0]} and {paths[1]}")
         return {"before": first.summary}
     fresh = [{k: v for k, v in ex.items() if k != "prompt_ids"} for ex in examples]  # its own tokenizer
-    second = evaluate_model(args.compare, args, fresh, settings, log=log)
+    second = evaluate_model(second_name, cfg, fresh, settings, log=log)
     first.write(out / "before")
     second.write(out / "after")
     rows = comparison(first.summary, second.summary)
     (out / "comparison.json").write_text(json.dumps(
-        {"before": args.model, "after": args.compare, "rows": rows}, indent=2) + "\n")
-    log(f"before: {args.model}\nafter:  {args.compare}\n"
-        f"{first.summary['problems']} problems of {args.data}, reward {settings['reward']}")
+        {"before": first_name, "after": second_name, "rows": rows}, indent=2) + "\n")
+    log(f"before: {first_name}\nafter:  {second_name}\n"
+        f"{first.summary['problems']} problems of {cfg.data.source}, reward {settings['reward']}")
     log(format_comparison(rows))
     log(f"before {throughput_line(first.summary)}\nafter  {throughput_line(second.summary)}")
     log(f"wrote {out}/before/, {out}/after/ (results.json, samples.jsonl) and {out}/comparison.json")
@@ -234,12 +244,10 @@ def run(args, log=print) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from grpokit.config import ConfigError
-    from grpokit.rewards import RewardError
+    from grpokit.errors import ConfigError, RewardError
 
-    args = build_parser().parse_args(argv)
     try:
-        run(args)
+        run(parse(argv))
     except (ConfigError, RewardError, ValueError, OSError) as exc:
         print(f"grpokit eval: error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
-"""`grpokit train | ...` — the command line. Config fields become flags (--train.lr 1e-4);
-`--config FILE.yaml` loads a file first, and flags given after it override the file."""
+"""`grpokit train | eval | sample` — the command line. Config fields become flags (--train.lr 1e-4);
+`--config FILE.yaml` (or a shipped recipe's name) loads a file first, and flags override it.
+Every command parses its typed config through grpokit.cli.args.parse_command."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """usage: grpokit COMMAND [options]
@@ -10,50 +12,50 @@ USAGE = """usage: grpokit COMMAND [options]
 commands:
   train    train with GRPO (no options: the built-in arithmetic demo)
   sample   answer prompts with a model (chat template, same sampling options; interactive without prompts)
-  eval     score a model on a preset or data file: accuracy, pass@k, before/after (--compare)
+  eval     score a model on a preset or data file: accuracy, pass@k, before/after (--eval.compare)
   view     see a run's metrics and completions in a browser (one HTML file, or --serve)
 
 `grpokit COMMAND --help` lists the options of a command."""
 
-
-def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
-    """Pull `--config FILE` (or --config=FILE) out of argv."""
-    rest, path, i = [], None, 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--config":
-            if i + 1 >= len(argv):
-                raise SystemExit("grpokit: --config needs a file path")
-            path, i = argv[i + 1], i + 2
-            continue
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-        i += 1
-    return path, rest
+TRAIN_DESCRIPTION = "Train with GRPO."
 
 
 def parse_config(argv: list[str], prog: str = "grpokit train"):
-    """Config from defaults, an optional YAML file, then command-line overrides."""
-    import tyro
+    """The training Config from defaults, an optional YAML file, then command-line overrides."""
+    from grpokit.cli.args import parse_command
+    from grpokit.config import Config
 
-    from grpokit.config import Config, load_yaml
+    return parse_command(Config, argv, prog=prog, description=TRAIN_DESCRIPTION)
 
-    path, rest = _split_config_flag(argv)
-    default = load_yaml(path) if path else Config()
-    return tyro.cli(Config, default=default, args=rest, prog=prog,
-                    description="Train with GRPO. --config FILE.yaml loads a config file; later flags override it.")
+
+def apply_process_settings(cfg, log=print) -> list[str]:
+    """Settings that change the whole process, applied once by the command before the run, and
+    logged: today train.keep_freed_memory (glibc malloc keeps freed blocks; see
+    grpokit/parallel/host_memory.py), in single-process runs on the CPU, where its gain was
+    measured (a launcher's WORLD_SIZE > 1 keeps glibc's defaults). Returns what was applied."""
+    from grpokit.parallel import host_memory
+
+    applied = []
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    device = cfg.model.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.train.keep_freed_memory and single and device == "cpu" and host_memory.keep_freed_memory():
+        applied.append("train.keep_freed_memory")
+        log("process: glibc malloc keeps freed memory for reuse (train.keep_freed_memory; "
+            "--train.no-keep-freed-memory turns it off)")
+    return applied
 
 
 def cmd_train(argv: list[str]) -> int:
-    from grpokit.train.checkpoint import CheckpointError
-    from grpokit.config import ConfigError
-    from grpokit.rewards import RewardError
+    from grpokit.errors import CheckpointError, ConfigError, RewardError
     from grpokit.train.run import run_training
 
     try:
         cfg = parse_config(argv)
+        apply_process_settings(cfg)
         run_training(cfg)
     except (ConfigError, RewardError) as exc:
         print(f"grpokit: config error: {exc}", file=sys.stderr)
@@ -68,9 +70,8 @@ def cmd_train(argv: list[str]) -> int:
 
 
 # name -> "module:function"; each command's module is imported only when it runs.
-COMMANDS = {"train": "grpokit.cli.main:cmd_train"}
-COMMANDS["sample"] = "grpokit.cli.sample:main"
-COMMANDS["eval"] = "grpokit.cli.eval:main"
+COMMANDS = {"train": "grpokit.cli.main:cmd_train", "sample": "grpokit.cli.sample:main",
+            "eval": "grpokit.cli.eval:main"}
 COMMANDS["view"] = "grpokit.viewer.cli:main"
 
 
@@ -95,17 +96,15 @@ def _no_model_io_bars() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from grpokit.registry import did_you_mean
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        import difflib
-
-        near = difflib.get_close_matches(command, list(COMMANDS), n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        print(f"grpokit: unknown command {command!r}{hint}\n\n{USAGE}", file=sys.stderr)
+        print(f"grpokit: unknown command {command!r}{did_you_mean(command, COMMANDS)}\n\n{USAGE}", file=sys.stderr)
         return 2
     _no_model_io_bars()
     code = _resolve(COMMANDS[command])(rest)

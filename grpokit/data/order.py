@@ -25,11 +25,11 @@ plus ``record(indices, rewards_PG)``, which the trainer calls after scoring each
 
 from __future__ import annotations
 
-import difflib
 import math
 import random
 
 from grpokit.data.sources import DataError
+from grpokit.registry import did_you_mean
 
 class PromptSampler:
     """Visits training examples in a seeded shuffled order, epoch after epoch.
@@ -79,8 +79,7 @@ STRATEGIES = {
 def check_curriculum_config(cfg) -> None:
     name = cfg.curriculum
     if name != "none" and name not in STRATEGIES:
-        near = difflib.get_close_matches(name, ["none", *STRATEGIES], n=1, cutoff=0.5)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
+        hint = did_you_mean(name, ["none", *STRATEGIES])
         raise DataError(f"data.curriculum: unknown strategy {name!r}{hint} (choices: none, {', '.join(STRATEGIES)})")
     if not 0 < cfg.curriculum_ema <= 1:
         raise DataError(f"data.curriculum_ema: must be in (0, 1], got {cfg.curriculum_ema}")

@@ -8,13 +8,13 @@ The files live in a data folder (``data.data_dir``; by default ``$GRPOKIT_DATA``
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from grpokit.data.sources import DataError
+from grpokit.registry import did_you_mean
 
 
 def gsm8k_answer(solution: str) -> str:
@@ -70,9 +70,7 @@ def get_preset(name: str) -> Preset | None:
 
 
 def unknown_preset_message(name: str) -> str:
-    near = difflib.get_close_matches(name, list(PRESETS), n=1, cutoff=0.5)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    return (f"data.source: unknown preset {name!r}{hint} (presets: {', '.join(PRESETS)}; or give a "
+    return (f"data.source: unknown preset {name!r}{did_you_mean(name, PRESETS)} (presets: {', '.join(PRESETS)}; or give a "
             ".jsonl/.json/.csv/.parquet file, a datasets folder, or a hub id owner/name)")
 
 

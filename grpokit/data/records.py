@@ -228,10 +228,11 @@ def load_split(cfg, split: str = "", tokenizer=None, log=print) -> list[dict]:
 
 
 def _eval_split(cfg, train_split: str) -> str:
-    """The split evaluation reads ('' = hold examples out of the training split)."""
+    """The split evaluation reads ('' = hold examples out of the training split, as data.eval_split
+    none asks)."""
     preset = _preset_of(cfg)
     name = cfg.eval_split or (preset.eval_split if preset else "")
-    return "" if name == train_split else name
+    return "" if name in ("none", train_split) else name
 
 
 def load_examples(cfg, tokenizer, *, log=print) -> tuple[list[dict], list[dict]]:

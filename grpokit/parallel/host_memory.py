@@ -11,9 +11,11 @@ blocks above the default's (tensors are 64-byte-aligned requests, whose freed bl
 request only once neighbours merge; tests/test_host_memory.py's 40 MiB alloc/free loop faults for
 ~15 rounds, then stays at 459 MiB RSS against 220 MiB by default, with no faults).
 
-Process-wide and one-way (it applies to every later allocation, by anyone), so the trainer calls
-it only when `train.keep_freed_memory` is on, the model is on the CPU and the run is a single
-process (the gain was measured there; multi-process runs keep glibc's defaults).
+Process-wide and one-way (it applies to every later allocation, by anyone), so it is applied
+once at the entry point, not by the trainer: `grpokit train` calls it before the run
+(grpokit.cli.main.apply_process_settings, which logs it) when `train.keep_freed_memory` is on,
+the model is on the CPU and the run is a single process (the gain was measured there;
+multi-process runs keep glibc's defaults).
 """
 
 from __future__ import annotations

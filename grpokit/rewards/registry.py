@@ -12,7 +12,6 @@ when resolved, so ``code`` does not pull in the sandbox until a config asks for 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -22,6 +21,7 @@ import sys
 from typing import Callable
 
 from grpokit.errors import RewardError
+from grpokit.registry import did_you_mean
 
 from .math_rewards import math_answer_reward, math_binary_reward
 from .think import think_format_reward, think_math_reward
@@ -93,11 +93,9 @@ def resolve_reward(spec: str) -> RewardFn:
 
 
 def _unknown_name_message(spec: str) -> str:
-    close = difflib.get_close_matches(spec, list(REWARDS), n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
     return (
-        f"unknown reward {spec!r}.{hint} Built-in rewards: {', '.join(sorted(REWARDS))}; "
-        "a plug-in is 'package.module:function' or 'path/to/file.py:function'."
+        f"unknown reward {spec!r}{did_you_mean(spec, REWARDS)} (built-in rewards: {', '.join(sorted(REWARDS))}; "
+        "a plug-in is 'package.module:function' or 'path/to/file.py:function')"
     )
 
 
@@ -181,12 +179,10 @@ def _get_attribute(module, module_name: str, attr_path: str, spec: str):
     for part in attr_path.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
-            close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
             shown = ", ".join(n for n in names if callable(getattr(obj, n, None)))[:200]
             raise RewardError(
-                f"reward {spec!r}: {module_name!r} has no function {attr_path!r}.{hint} "
-                f"It defines: {shown or 'nothing callable'}"
+                f"reward {spec!r}: {module_name!r} has no function {attr_path!r}{did_you_mean(part, names)} "
+                f"(it defines: {shown or 'nothing callable'})"
             )
         obj = getattr(obj, part)
     return obj

@@ -180,7 +180,7 @@ def run_training(cfg: Config, log=print) -> dict:
     from grpokit.data.order import make_sampler
     from grpokit.data.records import validate_data_config
 
-    validate(cfg)
+    cfg = validate(cfg)
     validate_data_config(cfg.data)
     scorer = build_scorer(cfg)  # unknown reward names fail here, before any model loads
     d = init_distributed(cfg.model.device, cfg.train.dist_timeout_s)

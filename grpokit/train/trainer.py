@@ -19,7 +19,6 @@ from grpokit.data.chat import stop_token_ids
 from grpokit.data.records import PromptSampler, example_prompt_ids
 from grpokit.parallel.dist import Dist
 from grpokit.eval.evaluate import decode_completions
-from grpokit.parallel.host_memory import keep_freed_memory
 from grpokit.policy.forward import dropout_off, policy_logprobs_BT
 from grpokit.rewards.overlong import completion_records
 from grpokit.rollout.generate import Rollout, eval_mode, generate
@@ -75,8 +74,6 @@ class Trainer:
         self.scorer, self.ref_logprobs, self.dist = scorer, ref_logprobs, dist or Dist()
         self.device = next(model.parameters()).device
         t = cfg.train
-        if t.keep_freed_memory and self.device.type == "cpu" and self.dist.world == 1:
-            keep_freed_memory()  # measured on single-process runs only; several processes keep glibc's defaults
         self.optimizer = make_optimizer(model, t.lr, t.weight_decay, (t.adam_beta1, t.adam_beta2))
         total = t.steps * cfg.algo.mu
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -1,6 +1,6 @@
-"""Run recipes/stories260k-words.yaml for several seeds and report what it taught.
+"""Run grpokit/recipes/stories260k-words.yaml for several seeds and report what it taught.
 
-    python recipes/stories260k_seeds.py --model PATH/TO/stories260K [--seeds 0 1 2] [--out runs/stories260k]
+    python benchmarks/stories260k_seeds.py --model PATH/TO/stories260K [--seeds 0 1 2] [--out runs/stories260k]
 
 For each seed (train.seed; the held-out openings stay the same): the mean story_words reward of
 8 sampled stories per held-out opening before and after training, the training reward of the
@@ -18,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-RECIPE = Path(__file__).resolve().parent / "stories260k-words.yaml"
+RECIPE = Path(__file__).resolve().parent.parent / "grpokit" / "recipes" / "stories260k-words.yaml"
 MARGIN, MAX_KL = 0.25, 0.5
 
 
