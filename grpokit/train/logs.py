@@ -1,5 +1,6 @@
 """Metric sinks: metrics.jsonl (one object per step), TensorBoard when installed, a PNG plot,
-and optionally rollouts.jsonl (what was sampled and how it scored)."""
+and optionally rollouts.jsonl (what was sampled and how it scored). Only rank 0 writes; what it
+writes describes the global batch (the trainer gathers it)."""
 
 from __future__ import annotations
 
@@ -93,9 +94,9 @@ def plot_run(rows: list[dict], path: Path, title: str = "GRPO") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] for r in rows if "reward_mean" in r]
-    reward = [r["reward_mean"] for r in rows if "reward_mean" in r]
-    acc = [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
+    steps = [r["step"] for r in rows if "reward/total/mean" in r]
+    reward = [r["reward/total/mean"] for r in rows if "reward/total/mean" in r]
+    acc = [(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(steps, reward, color="tab:blue", alpha=0.3, label="reward (step)")
     k = max(1, len(reward) // 25)

@@ -18,7 +18,7 @@ from grpokit.config import Config
 from grpokit.data.records import example_prompt_ids
 from grpokit.parallel.dist import Dist, init_distributed, leave_process
 from grpokit.rollout.generate import generate
-from grpokit.parallel.sharding import shard_model
+from grpokit.parallel.sharding import Sharding
 from grpokit.tasks.arithmetic import ArithmeticSpec, build_model, build_tokenizer
 from grpokit.train.trainer import Trainer
 
@@ -57,7 +57,8 @@ def main(out_path: str, sharding: str = "none") -> None:
     rollout = generate(model, prompts, group_size=4, max_new_tokens=5, eos_id=tok.eos_token_id,
                        pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
     mine = rollout.select(torch.arange(d.rank * 8, d.rank * 8 + 8))
-    split_model = model if sharding == "none" else shard_model(copy.deepcopy(model), sharding, d)
+    layout = Sharding(sharding, d)
+    split_model = model if sharding == "none" else layout.shard(copy.deepcopy(model))
     result = {}
     for name, rewards in REWARDS.items():
         rewards_PG = torch.tensor(rewards, dtype=torch.float32)
@@ -68,7 +69,7 @@ def main(out_path: str, sharding: str = "none") -> None:
             single, single_norm, single_clipped = grads_of(
                 Trainer(cfg, model, tok, [{}], scorer=None, dist=Dist()), rollout, rewards_PG)
             split, split_norm, split_clipped = grads_of(
-                Trainer(cfg, split_model, tok, [{}], scorer=None, dist=d), mine, rewards_PG)
+                Trainer(cfg, split_model, tok, [{}], scorer=None, dist=d, sharding=layout), mine, rewards_PG)
             result[f"{name}/{agg}"] = {
                 "max_abs_diff": max_diff(single, split), "grad_norm": single_norm,
                 "norm_diff": abs(single_norm - split_norm), "clipped_max_abs_diff": max_diff(single_clipped, split_clipped),
