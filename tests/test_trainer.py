@@ -8,11 +8,9 @@ import pytest
 import torch
 
 from grpokit.config import Config
-from grpokit.data.records import example_prompt_ids
 from grpokit.rewards.scorer import ScoreResult
-from grpokit.rollout.generate import generate
-from grpokit.tasks.arithmetic import ArithmeticSpec, build_model, build_tokenizer
 from grpokit.train.trainer import Trainer, merge_scores
+from tests.helpers.dist_grad import tiny_model_and_rollout
 
 REWARDS_PG = [[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 EPS = 0.05
@@ -20,11 +18,7 @@ EPS = 0.05
 
 def _update_with_spy(objective: str):
     """One update with mu = 2 on a fixed rollout; the log-probs the trainer computed, in order."""
-    tok = build_tokenizer()
-    model = build_model(ArithmeticSpec(hidden_size=32, layers=2, heads=2, intermediate_size=64), tok, seed=0)
-    prompts = [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80", "99+9"]]
-    rollout = generate(model, prompts, group_size=4, max_new_tokens=5, eos_id=tok.eos_token_id,
-                       pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    tok, model, rollout = tiny_model_and_rollout()  # the rollout dist_grad.py splits over ranks
     cfg = Config()
     cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout.max_new_tokens = 4, 4, 5
     cfg.algo.objective, cfg.algo.mu, cfg.algo.eps_low, cfg.algo.eps_high = objective, 2, EPS, EPS

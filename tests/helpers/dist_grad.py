@@ -49,13 +49,19 @@ def max_diff(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-def main(out_path: str, sharding: str = "none") -> None:
-    d = init_distributed("cpu")
+def tiny_model_and_rollout():
+    """(tokenizer, a random tiny arithmetic model, its rollout of 4 prompts x G=4, 5 new tokens)."""
     tok = build_tokenizer()
     model = build_model(ArithmeticSpec(hidden_size=32, layers=2, heads=2, intermediate_size=64), tok, seed=0)
     prompts = [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80", "99+9"]]
     rollout = generate(model, prompts, group_size=4, max_new_tokens=5, eos_id=tok.eos_token_id,
                        pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    return tok, model, rollout
+
+
+def main(out_path: str, sharding: str = "none") -> None:
+    d = init_distributed("cpu")
+    tok, model, rollout = tiny_model_and_rollout()
     mine = rollout.select(torch.arange(d.rank * 8, d.rank * 8 + 8))
     layout = Sharding(sharding, d)
     split_model = model if sharding == "none" else layout.shard(copy.deepcopy(model))
