@@ -39,7 +39,7 @@ def run(procs: int, threads: int, steps: int, model_dir: str) -> dict:
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *flags]
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    step_s = [r["time_generation"] + r["time_reward"] + r["time_update"] for r in rows if "time_update" in r][5:]
+    step_s = [r["time/generation"] + r["time/reward"] + r["time/update"] for r in rows if "time/update" in r][5:]
     return {"median_step_s": statistics.median(step_s), "min_step_s": min(step_s), "max_step_s": max(step_s)}
 
 

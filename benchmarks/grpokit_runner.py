@@ -110,8 +110,8 @@ VARIANTS = {
 }
 
 
-class SequentialSampler:
-    """Prompts in file order, like the other systems (grpokit's own sampler shuffles)."""
+class SequentialOrder:
+    """Prompts in file order, like the other systems (grpokit's own prompt order shuffles)."""
 
     def __init__(self, n: int):
         self.n, self.position = n, 0
@@ -123,6 +123,15 @@ class SequentialSampler:
 
     def record(self, indices, rewards_PG) -> None:
         pass
+
+    def stats(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = state["position"]
 
 
 def make_config(workload: str, overrides: dict):
@@ -157,7 +166,7 @@ class GrpokitSession:
         model, tok = load(workload)
         exs = examples(workload)
         scorer = RewardScorer(cfg.reward.names, cfg.reward.weights)
-        self.trainer = Trainer(cfg, model, tok, exs, scorer, sampler=SequentialSampler(len(exs)))
+        self.trainer = Trainer(cfg, model, tok, exs, scorer, prompt_order=SequentialOrder(len(exs)))
         self.batches = []
         update = self.trainer.update
         self.trainer.update = lambda batch: (self.batches.append(batch), update(batch))[1]
@@ -165,7 +174,7 @@ class GrpokitSession:
 
     def seek(self, step: int) -> None:
         """The next step samples for the prompts of step `step` (in the shared fixed order)."""
-        self.trainer.sampler.position = step * self.trainer.cfg.rollout.prompts_per_step
+        self.trainer.prompt_order.position = step * self.trainer.cfg.rollout.prompts_per_step
 
     def step(self) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -178,7 +187,7 @@ class GrpokitSession:
         lengths_B = ro.lengths_B.tolist()
         need = flops.step_flops(self.shape, prompt_len_P, lengths_B, G, (adv_B != 0).tolist())
         zero_groups = sum(not bool(adv_B[i : i + G].any()) for i in range(0, len(adv_B), G))
-        return {"step_s": dt, "cpu_s": cpu, "gen_s": out["time_generation"], "reward_s": out["time_reward"],
-                "update_s": out["time_update"], "completions": len(lengths_B), "gen_tokens": int(sum(lengths_B)),
+        return {"step_s": dt, "cpu_s": cpu, "gen_s": out["time/generation"], "reward_s": out["time/reward"],
+                "update_s": out["time/update"], "completions": len(lengths_B), "gen_tokens": int(sum(lengths_B)),
                 "rows_updated": len(batch.rows_B), "zero_std_groups": zero_groups,
                 "gen_flops": need["gen"], "update_flops": need["update"]}

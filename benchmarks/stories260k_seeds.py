@@ -50,12 +50,12 @@ def run_seed(cfg_path: Path, model_path: str, seed: int, out: Path, steps: int) 
     trained, tok = load_trained(str(out / f"seed{seed}" / "model"), device="cpu", dtype="fp32", log=lambda *a: None)
     after, stories_after = heldout_reward(trained, tok, heldout, seed)
     rows = [json.loads(line) for line in (out / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()]
-    steps_ = [r for r in rows if "reward_mean" in r]
+    steps_ = [r for r in rows if "reward/total/mean" in r]
     return {
         "seed": seed, "heldout_reward_before": before, "heldout_reward_after": after,
-        "train_reward_first": statistics.mean(r["reward_mean"] for r in steps_[:3]),
-        "train_reward_last": statistics.mean(r["reward_mean"] for r in steps_[-3:]),
-        "kl_end": statistics.mean(r["kl"] for r in steps_[-5:]),
+        "train_reward_first": statistics.mean(r["reward/total/mean"] for r in steps_[:3]),
+        "train_reward_last": statistics.mean(r["reward/total/mean"] for r in steps_[-3:]),
+        "kl_end": statistics.mean(r["update/kl"] for r in steps_[-5:]),
         "openings": [ex["prompt"] for ex in heldout], "stories_before": stories_before, "stories_after": stories_after,
     }
 

@@ -61,13 +61,13 @@ def load_prepared(cfg: Config):
     return prepare_model(load_model(path, cfg.model), cfg.model), load_tokenizer(path, cfg.model)
 
 
-def two_grpo_steps(model, tokenizer, cfg: Config, ref_logprobs=None, examples=None):
+def two_grpo_steps(model, tokenizer, cfg: Config, reference=None, examples=None):
     """The Trainer after cfg.train.steps steps with the arithmetic reward."""
     from grpokit.rewards import RewardScorer
     from grpokit.train.trainer import Trainer
 
     scorer = RewardScorer(["arithmetic"], [1.0])
-    trainer = Trainer(cfg, model, tokenizer, examples or arithmetic_examples(), scorer, ref_logprobs=ref_logprobs)
+    trainer = Trainer(cfg, model, tokenizer, examples or arithmetic_examples(), scorer, reference=reference)
     try:
         trainer.rows = [trainer.step() for _ in range(cfg.train.steps)]
     finally:

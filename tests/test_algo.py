@@ -134,7 +134,7 @@ def test_objective_and_aggregation_values_and_gradients_match_slow_reference(obj
     adv = torch.randn(B, generator=g)
     mask = completion_mask_BT(torch.tensor([5, 3, 1, 4]), T)
     lp_fast = base.clone().requires_grad_(True)
-    loss_BT, _ = per_token_loss_BT(lp_fast, old, adv, mask, objective=objective, eps_low=0.2, eps_high=0.28)
+    loss_BT = per_token_loss_BT(lp_fast, old, adv, mask, objective=objective, eps_low=0.2, eps_high=0.28).loss_BT
     fast = aggregate(loss_BT, mask, kind, max_len=7)
     fast.backward()
     lp_slow = base.clone().requires_grad_(True)
@@ -151,7 +151,7 @@ def test_textbook_loss_is_minus_mean_advantage_times_sequence_logprob():
     mask = completion_mask_BT(torch.tensor([3, 2, 1]), 3)
     rewards = torch.tensor([[1.0, 0.0, 0.5]])
     adv = compute_advantages_PG(rewards, "group_mean").view(-1)  # [0.5, -0.5, 0.0]
-    loss_BT, _ = per_token_loss_BT(lp, lp.detach(), adv, mask, objective="reinforce", eps_low=0.2, eps_high=0.2)
+    loss_BT = per_token_loss_BT(lp, lp.detach(), adv, mask, objective="reinforce", eps_low=0.2, eps_high=0.2).loss_BT
     got = aggregate(loss_BT, mask, "sequence_sum")
     want = -(0.5 * (-3.5) + (-0.5) * (-0.3) + 0.0 * (-3.0)) / 3
     assert got.item() == pytest.approx(want, abs=1e-6)
@@ -176,12 +176,30 @@ def test_gspo_uses_one_clipped_ratio_per_sequence():
     assert torch.allclose(loss, torch.full((1, 2), -1.2), atol=1e-6)  # clipped at 1 + 0.2
 
 
+def test_each_objective_marks_the_tokens_its_own_clip_acted_on():
+    old, mask = torch.zeros(1, 3), torch.ones(1, 3)
+    lp = torch.log(torch.tensor([[1.5, 0.5, 1.1]]))  # token ratios 1.5, 0.5, 1.1
+
+    def clipped(objective, adv, lp=lp, old=old, mask=mask):
+        return per_token_loss_BT(lp, old, torch.tensor(adv), mask, objective=objective, eps_low=0.2,
+                                 eps_high=0.3).clipped_BT.tolist()
+
+    assert clipped("ppo_clip", [2.0]) == [[True, False, False]]  # above 1.3 with A > 0
+    assert clipped("ppo_clip", [-1.0]) == [[False, True, False]]  # below 0.8 with A < 0
+    assert clipped("cispo", [2.0]) == clipped("cispo", [-1.0]) == [[True, False, False]]  # no lower bound
+    assert clipped("reinforce", [2.0]) == [[False, False, False]]
+    # GSPO: token ratios e^0.5 and e^-0.5 are both outside PPO's band, their sequence ratio is 1
+    two = torch.tensor([[0.5, -0.5], [0.4, 0.2]])  # second sequence: s = e^0.3 > 1.3 with A > 0
+    assert clipped("gspo", [1.0, 1.0], lp=two, old=torch.zeros(2, 2), mask=torch.ones(2, 2)) == [
+        [False, False], [True, True]]
+
+
 def test_kl_estimators_hand_computed():
     lp, ref = torch.tensor([[-1.0]]), torch.tensor([[-2.0]])
     assert kl_BT(lp, ref, "k1").item() == pytest.approx(1.0)
     assert kl_BT(lp, ref, "k2").item() == pytest.approx(0.5)
     assert kl_BT(lp, ref, "k3").item() == pytest.approx(math.exp(-1) + 1 - 1)
-    loss, kl = per_token_loss_BT(lp, lp, torch.tensor([0.0]), torch.ones(1, 1), objective="reinforce",
+    loss, kl, _ = per_token_loss_BT(lp, lp, torch.tensor([0.0]), torch.ones(1, 1), objective="reinforce",
                                  eps_low=0.2, eps_high=0.2, beta=0.1, ref_logp_BT=ref, kl_estimator="k2")
     assert loss.item() == pytest.approx(0.05) and kl.item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="reference log-probs"):

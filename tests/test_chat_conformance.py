@@ -151,8 +151,8 @@ def test_family_rollout_stop_rewards_grpo_save_reload_sample(family, tmp_path, c
     summary = run_training(run_config(folder, data, tmp_path / "run", template_kwargs), log=lambda *a: None)
     assert summary["steps"] == 2
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "reward_mean" in r]
-    assert len(steps) == 2 and all(0.0 <= r["truncated_share"] < 1.0 for r in steps)
+    steps = [r for r in rows if "reward/total/mean" in r]
+    assert len(steps) == 2 and all(0.0 <= r["completion/truncated_share"] < 1.0 for r in steps)
     capsys.readouterr()
     code = main(["sample", "--model", str(tmp_path / "run" / "model"), "What is 3 + 5?", "--rollout.group_size", "2",
                  "--rollout.max_new_tokens", "8", "--rollout.temperature", "1.0"])
@@ -232,7 +232,7 @@ def test_textbook_qwen3_think_recipe_end_to_end_on_the_real_qwen3_tokenizer(tmp_
     assert cfg.reward.names == ["think_math"] and cfg.model.mode == "qlora"
     assert run_training(cfg, log=lambda *a: None)["steps"] == 2
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert all(-0.5 <= r["reward_mean"] <= 1.0 for r in rows if "reward_mean" in r)
+    assert all(-0.5 <= r["reward/total/mean"] <= 1.0 for r in rows if "reward/total/mean" in r)
     capsys.readouterr()
     assert main(["sample", "--model", str(tmp_path / "run" / "model"), "What is 3 + 5?", "--rollout.max_new_tokens", "6",
                  "--model.device", "cpu"]) == 0

@@ -89,7 +89,7 @@ def test_training_and_evaluation_stop_at_generation_config_ids(arithmetic_model_
     assert set(trainer.stop_ids) == stops
     ids = trainer.last_record["completion_ids"]
     assert all(row[-1] in stops and not set(row[:-1]) & stops for row in ids)
-    assert max(map(len, ids)) < 6 and all(r["truncated_share"] == 0.0 for r in trainer.rows)
+    assert max(map(len, ids)) < 6 and all(r["completion/truncated_share"] == 0.0 for r in trainer.rows)
     s = evaluate_examples(model, tok, arithmetic_examples()[:8], "arithmetic", max_new_tokens=6).summary
     assert s["truncated_share"] == 0.0 and s["mean_completion_tokens"] < 3
 
@@ -193,7 +193,7 @@ def test_mask_truncated_leaves_cut_off_rows_out_of_the_loss(tiny_llama):
     masked = trainer.make_batch(rollout, rewards_PG)
     assert masked.rows_B.tolist() == [1, 3] and masked.num_tokens == 3 and masked.num_seqs == 2
     assert masked.adv_B.tolist() == full.adv_B.tolist()  # the group statistics keep every row
-    assert masked.metrics["truncated_share"] == 0.5
+    assert masked.metrics["completion/truncated_share"] == 0.5
 
 
 # ----------------------------------------------------------------------------- errors

@@ -18,7 +18,7 @@ from grpokit.train import checkpoint as ckpt
 from grpokit.config import Config, ConfigError
 
 HELPER = Path(__file__).parent / "helpers" / "slow_save_train.py"
-TIMING = ("time_generation", "time_reward", "time_update")
+TIMING = ("time/generation", "time/reward", "time/update")
 
 
 def _flags(model_dir, out, **extra):
@@ -50,7 +50,7 @@ def _final_state(out: Path):
         "params": load_file(str(last / "trainable.safetensors")),
         "optim": load_file(str(last / "optimizer.safetensors")),
         "lr": state["trainer"]["scheduler"]["_last_lr"],
-        "sampler": state["trainer"]["sampler"],
+        "prompt_order": state["trainer"]["prompt_order"],
         "rows": rows,
         "rollouts": rollouts,
     }
@@ -62,7 +62,7 @@ def _assert_identical(a, b):
         assert torch.equal(a["params"][k], b["params"][k]), k
     for k in a["optim"]:
         assert torch.equal(a["optim"][k], b["optim"][k]), k
-    assert a["lr"] == b["lr"] and a["sampler"] == b["sampler"]
+    assert a["lr"] == b["lr"] and a["prompt_order"] == b["prompt_order"]
     assert a["rollouts"] == b["rollouts"]  # prompt order, sampled token ids, rewards
     assert a["rows"] == b["rows"]  # every logged metric except wall-clock timings
 
@@ -142,7 +142,7 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_cleanly(arithmetic_mode
     assert time.monotonic() - sent < 30
     assert "stopped (SIGTERM)" in stdout
     last = ckpt.latest_checkpoint(out / "checkpoints")
-    steps_logged = len([1 for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x])
+    steps_logged = len([1 for x in (out / "metrics.jsonl").read_text().splitlines() if '"update/loss"' in x])
     assert last is not None and last.name == f"step-{steps_logged:08d}"
     assert not (out / "summary.json").exists()
 
@@ -184,7 +184,7 @@ def test_nonfinite_steps_are_skipped_then_the_run_stops_after_k_in_a_row(arithme
         run_training(cfg, log=lambda *a: None)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][1:]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
-    assert [r["nonfinite_steps"] for r in rows] == [0, 1, 1, 1, 2, 3, 4]
+    assert [r["update/nonfinite_steps"] for r in rows] == [0, 1, 1, 1, 2, 3, 4]
     s4, s6 = (load_file(str(out / "checkpoints" / f"step-0000000{i}" / "trainable.safetensors")) for i in (4, 6))
     assert all(torch.equal(s4[k], s6[k]) for k in s4)  # skipped steps left the weights alone
     assert all(torch.isfinite(v).all() for v in s6.values())

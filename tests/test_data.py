@@ -9,13 +9,13 @@ import pytest
 from grpokit.config import DataConfig
 from grpokit.data.records import (
     DataError,
-    PromptSampler,
     example_prompt_ids,
     load_eval_examples,
     load_examples,
     load_split,
     render_template,
 )
+from grpokit.data.order import ShuffledOrder
 from grpokit.data.sources import read_hub
 
 from .conftest import DATA
@@ -296,10 +296,10 @@ def test_json_rows_must_be_objects_and_eval_size_must_leave_training_rows(tmp_pa
         load_examples(DataConfig(source=str(good), eval_size=3), None)
 
 
-def test_prompt_sampler_ignores_rewards_and_resumes():
-    a = PromptSampler(5, seed=1)
+def test_shuffled_order_ignores_rewards_and_resumes():
+    a = ShuffledOrder(5, seed=1)
     first = a.next_indices(7)
     a.record(first[:2], [[1.0, 0.0], [0.0, 0.0]])
-    b = PromptSampler(5, seed=1)
+    b = ShuffledOrder(5, seed=1)
     b.load_state_dict(a.state_dict())
     assert sorted(first[:5]) == list(range(5)) and a.next_indices(6) == b.next_indices(6)

@@ -122,6 +122,44 @@ def test_two_process_sharded_run_checkpoints_resumes_and_saves_a_plain_model(ari
     assert all(torch.equal(resumed[k], never_stopped[k]) for k in resumed)  # resume restored every shard exactly
 
 
+def test_two_process_run_logs_metrics_and_rollouts_of_the_global_batch(arithmetic_model_dir, tmp_path):
+    """Every per-reward metric and every rollout line covers both ranks' prompts: the same as a
+    1-process run of the same global batch logs (its scorer, rerun here on the logged completions,
+    and its prompt order)."""
+    from grpokit.config import Config
+    from grpokit.data.order import ShuffledOrder
+    from grpokit.data.records import load_examples
+    from grpokit.models.loading import load_tokenizer
+    from grpokit.rewards import RewardScorer
+
+    plugin = tmp_path / "shape.py"
+    plugin.write_text("def reward(completion, example):\n    return (len(completion) % 3) / 2\n")
+    names, P, G = ["arithmetic", f"{plugin}:reward"], 4, 8
+    out = tmp_path / "run"
+    proc = _torchrun(["-m", "grpokit", "train", "--output-dir", str(out), "--model.name-or-path",
+                      str(arithmetic_model_dir), "--train.steps", "2", "--train.eval-every", "0",
+                      "--rollout.prompts-per-step", str(P), "--rollout.group-size", str(G), "--reward.names", *names,
+                      "--log.rollouts", "--log.no-progress", "--log.no-tensorboard", "--log.no-plot"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (out / "rollouts.jsonl").read_text().splitlines()]
+    cfg = Config()
+    train, _ = load_examples(cfg.data, load_tokenizer(str(arithmetic_model_dir)), log=lambda *a: None)
+    order = ShuffledOrder(len(train), cfg.data.seed)
+    scorer = RewardScorer(names, [1.0, 1.0])
+    try:
+        for row, line in zip([r for r in rows if "update/loss" in r], lines, strict=True):
+            assert row["step"] == line["step"]
+            assert line["indices"] == order.next_indices(P)  # both ranks' prompts, in the global order
+            assert len(line["texts"]) == len(line["rewards"]) == len(line["completion_ids"]) == P * G
+            expected = scorer.score(line["texts"], [train[i] for i in line["indices"] for _ in range(G)])
+            assert line["rewards"] == expected.total
+            logged = {k: v for k, v in row.items() if k.startswith("reward/") and k in expected.metrics()}
+            assert logged == pytest.approx(expected.metrics(), abs=1e-9)
+    finally:
+        scorer.close()
+
+
 def test_a_failing_rank_brings_every_process_down_quickly(arithmetic_model_dir, tmp_path):
     plugin = tmp_path / "flaky.py"
     plugin.write_text(

@@ -35,13 +35,14 @@ def test_demo_training_changes_parameters_and_raises_accuracy(arithmetic_model_d
 
     assert summary["accuracy_after"] - summary["accuracy_before"] >= MIN_GAIN, summary
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "reward_mean" in r]
+    steps = [r for r in rows if "reward/total/mean" in r]
     assert len(steps) == 120
-    first = sum(r["reward_mean"] for r in steps[:30]) / 30
-    last = sum(r["reward_mean"] for r in steps[-30:]) / 30
+    first = sum(r["reward/total/mean"] for r in steps[:30]) / 30
+    last = sum(r["reward/total/mean"] for r in steps[-30:]) / 30
     assert last > first + MIN_REWARD_RISE, (first, last)
-    for key in ["loss", "reward_std", "frac_zero_std", "completion_len_mean", "truncated_share", "entropy",
-                "grad_norm", "lr", "time_generation", "time_reward", "time_update"]:
+    for key in ["update/loss", "reward/total/std", "reward/zero_std_share", "completion/length_mean",
+                "completion/truncated_share", "completion/entropy", "update/grad_norm", "update/lr",
+                "update/clipped_share", "time/generation", "time/reward", "time/update"]:
         assert key in steps[0], key
     assert (tmp_path / "run" / "plot.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 120

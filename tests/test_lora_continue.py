@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -185,14 +187,16 @@ def test_first_pass_ratio_is_exactly_one_with_dropout(monkeypatch, arithmetic_mo
         assert set_attention_dropout(model, 0.5) > 0
     seen = []
 
-    def reference(rollout):  # a custom reference: it must run with dropout off too
+    def logprobs(rollout):  # a custom reference: it must run with dropout off too
         from grpokit.policy.forward import policy_logprobs_BT
 
         seen.append(model.training)
         return policy_logprobs_BT(model, rollout)
 
+    reference = SimpleNamespace(logprobs=logprobs, model=None)  # the Reference interface the trainer uses
+
     calls = record_ratios(monkeypatch)
-    trainer = two_grpo_steps(model, tok, cfg, ref_logprobs=reference)
+    trainer = two_grpo_steps(model, tok, cfg, reference=reference)
     passes = len(calls) // 2
     assert passes >= 1 and len(calls) == 2 * passes
     for logp_BT, old_BT, mask_BT in calls[:passes]:
@@ -203,7 +207,7 @@ def test_first_pass_ratio_is_exactly_one_with_dropout(monkeypatch, arithmetic_mo
         assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.5}
     else:
         assert {m.attention_dropout for m in model.modules() if hasattr(m, "attention_dropout")} == {0.5}
-    assert trainer.rows[0]["clip_frac"] >= 0
+    assert trainer.rows[0]["update/clipped_share"] >= 0
 
 
 def test_dropout_is_on_in_train_mode_without_the_fix(arithmetic_model_dir):

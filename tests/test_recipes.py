@@ -83,11 +83,11 @@ def test_recipe_runs_two_steps_on_a_tiny_model(path, tiny_text_llama, tmp_path):
     summary = run_training(cfg, log=lambda *a: None)
     assert summary["steps"] == 2
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "loss" in r]
+    steps = [r for r in rows if "update/loss" in r]
     assert len(steps) == 2
     for row in steps:
-        assert math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"])
-        assert row["seqs_in_update"] == cfg.rollout.group_size and -1.0 <= row["reward_mean"] <= 1.0
+        assert math.isfinite(row["update/loss"]) and math.isfinite(row["update/grad_norm"])
+        assert row["update/seqs"] == cfg.rollout.group_size and -1.0 <= row["reward/total/mean"] <= 1.0
     out = tmp_path / "run" / "model"
     assert (out / "adapter_config.json").is_file()  # qlora: the adapter is what is saved
     assert to_dict(load_yaml(out / "grpokit_config.yaml")) == to_dict(cfg)

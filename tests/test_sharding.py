@@ -8,7 +8,7 @@ import torch
 
 from grpokit.config import Config, ConfigError, validate
 from grpokit.parallel.dist import Dist
-from grpokit.parallel.sharding import decoder_layers, full_state, gathered, is_sharded, passes_to_match, shard_for_training
+from grpokit.parallel.sharding import decoder_layers, full_state, is_sharded, passes_to_match, shard_for_training
 
 
 def _cfg(**train) -> Config:
@@ -40,11 +40,11 @@ def test_bad_sharding_settings_are_named_before_any_model_loads(change, message)
 def test_one_process_trains_a_plain_replica_and_says_so(tiny_llama):
     model, _ = tiny_llama
     said = []
-    shard_for_training(model, None, "fsdp", Dist(), log=said.append)
-    assert not is_sharded(model)
+    sharding = shard_for_training(model, None, "fsdp", Dist(), log=said.append)
+    assert not is_sharded(model) and sharding.layout == "none"
     assert said == ["train.sharding fsdp: one process, nothing to shard; training a full replica"]
     assert passes_to_match(model, Dist(), 3) == 0
-    with gathered(model):  # a pass-through
+    with sharding.gathered(model):  # a pass-through
         pass
     opt = torch.optim.AdamW(model.parameters())
     tensors, optim_sd = full_state(model, opt, Dist())

@@ -88,8 +88,9 @@ def test_each_view_renders_without_console_errors(loaded, demo_run, tmp_path):
     driver = loaded
     assert console(driver) == []
     charts = {c.get_attribute("id") for c in driver.find_elements(By.CSS_SELECTOR, "#overview-charts .chart")}
-    assert {"chart-reward_mean", "chart-reward_arithmetic_mean", "chart-eval_accuracy", "chart-entropy", "chart-lr"} <= charts
-    assert "chart-kl" not in charts  # beta = 0: the run logged no KL, so no empty chart
+    assert {"chart-reward_total_mean", "chart-reward_arithmetic_mean", "chart-eval_accuracy", "chart-completion_entropy",
+            "chart-update_lr"} <= charts
+    assert "chart-update_kl" not in charts  # beta = 0: the run logged no KL, so no empty chart
     screenshot(driver, tmp_path / "overview.png")
     for view in ("step", "prompt", "compare"):
         open_view(driver, view)

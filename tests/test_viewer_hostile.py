@@ -47,7 +47,7 @@ def hostile_page(tmp_path_factory):
                               components={COMPONENT: rewards}, ids=ids + ids, prompts=[HOSTILE[0], HOSTILE[2]]))
     folder = write_run(tmp_path_factory.mktemp("hostile") / '<img src=x onerror="window.__pwned=8">', records,
                        components=[COMPONENT], summary={"note": HOSTILE[1]},
-                       metrics=[{"step": 1, "reward_mean": 0.5, "alerts": [HOSTILE[3]]}, {"step": 2, "reward_mean": 0.6}])
+                       metrics=[{"step": 1, "reward/total/mean": 0.5, "alerts": [HOSTILE[3]]}, {"step": 2, "reward/total/mean": 0.6}])
     vocab = {i: HOSTILE[i % len(HOSTILE)] for i in range(16)}  # token texts are model-side too
     path, _ = write_page(load_run(folder), folder / "view.html", decode=vocab.get)
     return path

@@ -33,9 +33,10 @@ def write_large_run(folder):
             fh.write(head + str(step) + before + json.dumps([(step * P + p) % 4000 for p in range(P)]) + after + "\n")
     with open(folder / "metrics.jsonl", "w") as fh:
         for step in range(1, STEPS + 1):
-            fh.write(json.dumps({"step": step, "reward_mean": step / STEPS, "entropy": 1 - step / STEPS / 2,
-                                 "completion_len_mean": 12.0, "truncated_share": 0.1, "frac_zero_std": 0.25,
-                                 "clip_frac": 0.01, "lr": 1e-5, "reward/acc/mean": step / STEPS}) + "\n")
+            fh.write(json.dumps({"step": step, "reward/total/mean": step / STEPS, "completion/entropy": 1 - step / STEPS / 2,
+                                 "completion/length_mean": 12.0, "completion/truncated_share": 0.1,
+                                 "reward/zero_std_share": 0.25, "update/clipped_share": 0.01, "update/lr": 1e-5,
+                                 "reward/acc/mean": step / STEPS}) + "\n")
     (folder / "config.json").write_text(json.dumps({"reward": {"names": ["acc"]}}))
     return folder
 
@@ -86,7 +87,7 @@ def test_a_large_run_opens_within_10_s_and_stays_responsive(large_page, browser)
     field.send_keys(str(missing), Keys.ENTER)
     wait_ready(browser, "step")
     assert "--serve" in browser.find_element(By.ID, "step-missing").text
-    assert browser.find_element(By.CSS_SELECTOR, "#step-metrics tr[data-key='reward_mean'] .value").text == str(missing / STEPS)
+    assert browser.find_element(By.CSS_SELECTOR, "#step-metrics tr[data-key='reward/total/mean'] .value").text == str(missing / STEPS)
     t0 = time.perf_counter()
     browser.find_element(By.ID, "tab-prompt").click()
     wait_ready(browser, "prompt")

@@ -76,7 +76,7 @@ def write_run(folder: Path, records: list[dict], *, components: list[str], metri
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"reward": {"names": components, "accuracy_reward": ""}}))
     rows = metrics if metrics is not None else [
-        {"step": r["step"], "reward_mean": sum(x for x in r["rewards"] if x is not None) / len(r["rewards"])} for r in records]
+        {"step": r["step"], "reward/total/mean": sum(x for x in r["rewards"] if x is not None) / len(r["rewards"])} for r in records]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     if summary is not None:

@@ -1,5 +1,11 @@
-"""How per-token loss terms become one scalar: the one argument that separates GRPO, DAPO and
-Dr. GRPO.
+"""How per-token loss terms l_it (sequence i, token t; padding masked out) become one scalar:
+the one argument that separates the textbook, GRPO, DAPO and Dr. GRPO. N is the batch's
+sequence count, |o_i| sequence i's length, L the longest allowed completion (max_len):
+
+    sequence_sum   (1/N) sum_i sum_t l_it            a SUM over each sequence's tokens
+    sequence_mean  (1/N) sum_i (1/|o_i|) sum_t l_it  a mean over each sequence's tokens
+    token_mean     (1/sum_i |o_i|) sum_i sum_t l_it  a mean over all tokens of the batch
+    constant       (1/(N L)) sum_i sum_t l_it        a sum over all tokens, over a fixed number
 
 Every aggregation takes the normalisers of the *whole* batch (num_seqs, num_tokens), not of the
 slice it is given, so summing the results over micro-batches (or ranks) gives exactly the
@@ -17,7 +23,8 @@ AGGREGATIONS = Registry("aggregation")
 
 @AGGREGATIONS.register("sequence_sum")
 def sequence_sum(loss_BT, mask_BT, *, num_seqs: int, num_tokens: int, max_len: int):
-    """The textbook: sum over tokens, mean over sequences: -(1/G) sum_i A_i sum_t log pi."""
+    """The textbook: each sequence's per-token terms summed (not averaged), then divided by the
+    number of sequences: -(1/G) sum_i A_i sum_t log pi for REINFORCE. Longer completions weigh more."""
     return (loss_BT * mask_BT).sum() / num_seqs
 
 

@@ -1,4 +1,5 @@
-"""The order in which training visits prompts: a seeded shuffle (PromptSampler), or a curriculum.
+"""The order in which training visits prompts (a PromptOrder): a seeded shuffle (ShuffledOrder),
+or a curriculum (CurriculumOrder); `make_prompt_order` picks one from the data config.
 
 Curriculum (textbook exercise 5): choose training prompts by how hard they are for the model now.
 
@@ -19,19 +20,45 @@ Weighted strategies add ``min_weight`` to every weight, so a prompt that looks s
 hopeless) is still drawn now and then and its pass rate can change. One draw never repeats a
 prompt (sampling without replacement, Efraimidis-Spirakis keys).
 
-The sampler has PromptSampler's interface (``next_indices``, ``state_dict``/``load_state_dict``)
-plus ``record(indices, rewards_PG)``, which the trainer calls after scoring each step.
+Both implement the PromptOrder protocol: ``next_indices``, ``record(indices, rewards_PG)`` (the
+trainer calls it after scoring each step), ``stats`` (metrics for the log row) and
+``state_dict``/``load_state_dict`` (stored in checkpoints).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from typing import Protocol, Sequence
 
 from grpokit.data.sources import DataError
 from grpokit.registry import did_you_mean
 
-class PromptSampler:
+
+class PromptOrder(Protocol):
+    """Which training prompts each step visits; the trainer's only view of the order."""
+
+    def next_indices(self, k: int) -> list[int]:
+        """The next k indices into the training examples."""
+        ...
+
+    def record(self, indices: Sequence[int], rewards_PG) -> None:
+        """The rewards [P, G] the prompts `indices` just earned (NaN = not judged)."""
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Metrics for this step's log row (empty when the order has none)."""
+        ...
+
+    def state_dict(self) -> dict:
+        """JSON-able state from which load_state_dict continues the same order."""
+        ...
+
+    def load_state_dict(self, state: dict) -> None:
+        ...
+
+
+class ShuffledOrder:
     """Visits training examples in a seeded shuffled order, epoch after epoch.
 
     Its whole state is (seed, epoch, position), so a resumed run continues the same order."""
@@ -58,7 +85,10 @@ class PromptSampler:
         return out
 
     def record(self, indices, rewards_PG) -> None:
-        """Nothing to learn from rewards: the order is fixed (curriculum samplers use them)."""
+        """Nothing to learn from rewards: the order is fixed (a curriculum uses them)."""
+
+    def stats(self) -> dict[str, float]:
+        return {}
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "epoch": self.epoch, "position": self.position}
@@ -87,12 +117,12 @@ def check_curriculum_config(cfg) -> None:
         raise DataError(f"data.curriculum_min_weight: must be >= 0, got {cfg.curriculum_min_weight}")
 
 
-def make_sampler(cfg, n: int):
-    """The training order data.curriculum asks for: PromptSampler for 'none', else a CurriculumSampler."""
+def make_prompt_order(cfg, n: int) -> PromptOrder:
+    """The training order data.curriculum asks for: ShuffledOrder for 'none', else a CurriculumOrder."""
     check_curriculum_config(cfg)
     if cfg.curriculum == "none":
-        return PromptSampler(n, cfg.seed)
-    return CurriculumSampler(n, cfg.seed, strategy=cfg.curriculum, ema=cfg.curriculum_ema,
+        return ShuffledOrder(n, cfg.seed)
+    return CurriculumOrder(n, cfg.seed, strategy=cfg.curriculum, ema=cfg.curriculum_ema,
                              min_weight=cfg.curriculum_min_weight)
 
 
@@ -103,7 +133,7 @@ def _rows(rewards_PG) -> list[list[float]]:
     return [[float(x) for x in row] for row in rewards_PG]
 
 
-class CurriculumSampler:
+class CurriculumOrder:
     """Prompt indices chosen by current pass rate; see the module docstring."""
 
     def __init__(self, n: int, seed: int, *, strategy: str = "learnability", ema: float = 0.5,

@@ -18,10 +18,10 @@ from typing import Callable
 from grpokit.data.presets import Preset, get_preset, preset_file, unknown_preset_message
 from grpokit.data.arithmetic import ProblemSpec, split_problems
 from grpokit.data.chat import PromptEncodeError, encode_example
-from grpokit.data.order import PromptSampler, check_curriculum_config
+from grpokit.data.order import check_curriculum_config
 from grpokit.data.sources import DataError, classify, read_jsonl, read_source
 
-__all__ = ["DataError", "PromptSampler", "example_prompt_ids", "load_examples", "load_eval_examples",
+__all__ = ["DataError", "example_prompt_ids", "load_examples", "load_eval_examples",
            "load_split", "to_examples", "user_message"]
 
 _PROMPT_GUESSES = ("prompt", "question", "problem")

@@ -4,7 +4,8 @@
 by a reward; a completion is *correct* when its reward is above 0 (right under 1/0, under the
 textbook's +1/-0.5/-1 and under the think tiers). It reports accuracy, unbiased pass@k, mean
 completion length, the truncated and think-block shares, and the same by any column (MATH-500's
-subject and level). ``greedy_accuracy`` is its accuracy alone, as the training loop uses it.
+subject and level). ``greedy_accuracy`` is its accuracy alone; ``held_out_metrics`` is the
+training run's evaluation (greedy, its log-row metrics).
 """
 
 from __future__ import annotations
@@ -88,6 +89,21 @@ def greedy_accuracy(
 ) -> float:
     """Share of examples whose greedy completion scores above 0 (right under 1/0 and +1/-0.5/-1)."""
     return evaluate_examples(model, tokenizer, examples, reward_fn, max_new_tokens=max_new_tokens).accuracy
+
+
+# A training run's held-out metrics (log-row name -> evaluate_examples summary key).
+HELD_OUT_METRICS = {"eval/accuracy": "accuracy", "eval/truncated_share": "truncated_share",
+                    "eval/completion_length_mean": "mean_completion_tokens", "eval/think_share": "think_share"}
+
+
+def held_out_metrics(model, tokenizer, examples: list[dict], reward: str | RewardFn, *, max_new_tokens: int,
+                     **sampling) -> dict[str, float]:
+    """The training run's evaluation: one greedy completion per held-out example, scored by
+    ``reward``; the HELD_OUT_METRICS of the log row (eval/accuracy alone, NaN, without examples)."""
+    if not examples:
+        return {"eval/accuracy": math.nan}
+    s = evaluate_examples(model, tokenizer, examples, reward, max_new_tokens=max_new_tokens, **sampling).summary
+    return {name: s[key] for name, key in HELD_OUT_METRICS.items()}
 
 
 # ----------------------------------------------------------------------------- pass@k

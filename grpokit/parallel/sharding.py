@@ -9,19 +9,20 @@ AdamW moment. grpokit's data-parallel conventions carry over unchanged:
 * Collectives must line up. Every rank runs as many forward/backward passes as the busiest one
   (`passes_to_match`; the extra ones are zero-weighted). Forwards whose number differs between
   ranks (generation stops when a rank's rows have all ended, evaluation runs on rank 0 alone,
-  fixed log-probs cover a rank's own rows) run inside `gathered(model)`: one all-gather of the
+  fixed log-probs cover a rank's own rows) run inside `Sharding.gathered(model)`: one all-gather of the
   whole model on every rank, local forwards with no collective, then the shards are restored.
 * Checkpoints and the saved model hold full tensors, gathered to rank 0 (`full_state`), in the
   same files as unsharded runs; `load_full_state` puts them back into the shards.
 
-With one process nothing is sharded (a plain replica trains, and a line says so). Every
-function here is a plain pass-through for a model that is not sharded, so callers need no
-branches of their own.
+The run's layout is a `Sharding` object (shard_for_training returns it). With one process
+nothing is sharded (a plain replica trains, and a line says so). Every function here is a plain
+pass-through for a model that is not sharded, so callers need no branches of their own.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 
 import torch
 
@@ -55,59 +56,69 @@ def decoder_layers(model) -> list[torch.nn.Module]:
     return layers
 
 
-def shard_model(model, layout: str, dist: Dist):
-    """fully_shard each decoder layer, then the root; gradients summed, not averaged."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+@dataclass
+class Sharding:
+    """How a run's weights lie over its processes: `layout` is the train.sharding in effect
+    ('none': every process holds a full replica), `dist` the processes. It shards models
+    (`shard`) and holds them gathered (`gathered`); it keeps which models are gathered now, so a
+    nested `gathered` of the same model is a pass-through. Nothing is stored on the model."""
 
-    mesh = init_device_mesh(dist.device.type, (dist.world,))
-    for layer in decoder_layers(model):
-        fully_shard(layer, mesh=mesh, reshard_after_forward=RESHARD_AFTER_FORWARD[layout])
-    # The root's weights (embeddings, LM head) are the first used in backward: kept gathered.
-    fully_shard(model, mesh=mesh, reshard_after_forward=False)
-    for unit in _units(model):
-        unit.set_gradient_divide_factor(1.0)
-        unit.set_force_sum_reduction_for_comms(True)  # plain SUM (gloo has no PREMUL_SUM / AVG)
-    model.grpokit_sharding = layout
-    return model
+    layout: str = "none"
+    dist: Dist = field(default_factory=Dist)
+    _held: set[int] = field(default_factory=set, repr=False)  # id() of the models gathered now
+
+    def shard(self, model):
+        """fully_shard each decoder layer, then the root; gradients summed, not averaged."""
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        if self.layout not in RESHARD_AFTER_FORWARD:
+            raise ValueError(f"train.sharding: cannot shard with layout {self.layout!r}")
+        mesh = init_device_mesh(self.dist.device.type, (self.dist.world,))
+        for layer in decoder_layers(model):
+            fully_shard(layer, mesh=mesh, reshard_after_forward=RESHARD_AFTER_FORWARD[self.layout])
+        # The root's weights (embeddings, LM head) are the first used in backward: kept gathered.
+        fully_shard(model, mesh=mesh, reshard_after_forward=False)
+        for unit in _units(model):
+            unit.set_gradient_divide_factor(1.0)
+            unit.set_force_sum_reduction_for_comms(True)  # plain SUM (gloo has no PREMUL_SUM / AVG)
+        return model
+
+    @contextlib.contextmanager
+    def gathered(self, model):
+        """Hold the whole model gathered on every rank: forwards inside run no collective, so ranks
+        may run different numbers of them. Entered by every rank (the gather is a collective)."""
+        if model is None or not is_sharded(model) or id(model) in self._held:
+            yield
+            return
+        units = _units(model)
+        for unit in units:
+            unit.unshard()
+            unit.set_reshard_after_forward(False, recurse=False)
+        self._held.add(id(model))
+        try:
+            yield
+        finally:
+            self._held.discard(id(model))
+            for unit in units:  # the root stays gathered after forward (see shard)
+                unit.set_reshard_after_forward(unit is not model and RESHARD_AFTER_FORWARD[self.layout],
+                                               recurse=False)
+                unit.reshard()
 
 
-def shard_for_training(model, reference, layout: str, dist: Dist, log=print) -> None:
-    """Shard the policy (and the KL's frozen reference copy, when there is one) in place."""
+def shard_for_training(model, reference_copy, layout: str, dist: Dist, log=print) -> Sharding:
+    """Shard the policy (and the KL's frozen reference copy, when there is one) in place; the
+    Sharding in effect ('none' with one process, and a line says so)."""
     if layout == "none":
-        return
+        return Sharding("none", dist)
     if not dist.active:
         log(f"train.sharding {layout}: one process, nothing to shard; training a full replica")
-        return
-    shard_model(model, layout, dist)
-    frozen = getattr(reference, "model", None)
-    if frozen is not None:
-        shard_model(frozen, layout, dist)
-
-
-def _reshards_after_forward(model, unit) -> bool:
-    return unit is not model and RESHARD_AFTER_FORWARD[model.grpokit_sharding]
-
-
-@contextlib.contextmanager
-def gathered(model):
-    """Hold the whole model gathered on every rank: forwards inside run no collective, so ranks
-    may run different numbers of them. Entered by every rank (the gather is a collective)."""
-    if model is None or not is_sharded(model) or getattr(model, "grpokit_gathered", False):
-        yield
-        return
-    units = _units(model)
-    for unit in units:
-        unit.unshard()
-        unit.set_reshard_after_forward(False, recurse=False)
-    model.grpokit_gathered = True
-    try:
-        yield
-    finally:
-        model.grpokit_gathered = False
-        for unit in units:
-            unit.set_reshard_after_forward(_reshards_after_forward(model, unit), recurse=False)
-            unit.reshard()
+        return Sharding("none", dist)
+    sharding = Sharding(layout, dist)
+    sharding.shard(model)
+    if reference_copy is not None:
+        sharding.shard(reference_copy)
+    return sharding
 
 
 def passes_to_match(model, dist: Dist, mine: int) -> int:

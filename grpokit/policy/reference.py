@@ -1,24 +1,23 @@
-"""The reference policy pi_ref of the KL penalty, as a function rollout -> logp_BT (no grad).
+"""The reference policy pi_ref of the KL penalty (algo.beta > 0): a Reference, whose `logprobs`
+gives the per-token log-probs of a rollout's completions under pi_ref (no grad).
 
 An adapter model (lora / qlora) is its own reference: the same forward with the adapter
 switched off is exactly the frozen base, so no second copy of the weights is held. A fully
 fine-tuned model needs a frozen copy, made once, before the first update, and only when the KL
-term is on (algo.beta > 0).
+term is on. The KL estimators themselves are in grpokit.algo.losses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
-from typing import Callable
 
 import torch
 
 from grpokit.config import Config
 from grpokit.policy.forward import policy_logprobs_BT
 from grpokit.rollout.generate import Rollout, eval_mode
-
-RefLogprobs = Callable[[Rollout], torch.Tensor]
 
 
 def is_adapter_model(model) -> bool:
@@ -29,38 +28,42 @@ def is_adapter_model(model) -> bool:
     return peft is not None and isinstance(model, peft.PeftModel)
 
 
-def adapter_off_logprobs(model, *, temperature: float, chunk: int = 256) -> RefLogprobs:
-    """Log-probs of a peft model with its adapter disabled: the base model, bit for bit."""
+class Reference:
+    """pi_ref as a module and how to run it.
+
+    `model` is what computes the log-probs: the policy itself with its adapter switched off
+    (`adapter_off`), or a frozen copy. `frozen_copy` is that copy (None for an adapter model):
+    the weights a sharded run shards and gathers besides the policy's.
+    Log-probs use the rollout temperature, like the policy's (docs/design.md)."""
+
+    def __init__(self, model: torch.nn.Module, *, adapter_off: bool, temperature: float, chunk: int = 256):
+        self.model, self.adapter_off = model, adapter_off
+        self.temperature, self.chunk = temperature, chunk
+
+    @classmethod
+    def of(cls, policy: torch.nn.Module, *, temperature: float, chunk: int = 256) -> "Reference":
+        """The reference for `policy` as it is now: its adapter off, or a frozen deep copy."""
+        if is_adapter_model(policy):
+            return cls(policy, adapter_off=True, temperature=temperature, chunk=chunk)
+        frozen = copy.deepcopy(policy)
+        frozen.requires_grad_(False)
+        frozen.eval()
+        return cls(frozen, adapter_off=False, temperature=temperature, chunk=chunk)
+
+    @property
+    def frozen_copy(self) -> torch.nn.Module | None:
+        return None if self.adapter_off else self.model
 
     @torch.no_grad()
-    def ref_logprobs(rollout: Rollout) -> torch.Tensor:
-        with model.disable_adapter(), eval_mode(model):
-            return policy_logprobs_BT(model, rollout, temperature=temperature, chunk=chunk)
-
-    return ref_logprobs
-
-
-def frozen_copy_logprobs(model, *, temperature: float, chunk: int = 256) -> RefLogprobs:
-    """Log-probs of a frozen copy of the model as it is now (full fine-tuning)."""
-    frozen = copy.deepcopy(model)
-    frozen.requires_grad_(False)
-    frozen.eval()
-
-    @torch.no_grad()
-    def ref_logprobs(rollout: Rollout) -> torch.Tensor:
-        return policy_logprobs_BT(frozen, rollout, temperature=temperature, chunk=chunk)
-
-    ref_logprobs.model = frozen  # kept reachable for tests and for moving between devices
-    return ref_logprobs
+    def logprobs(self, rollout: Rollout) -> torch.Tensor:
+        """log pi_ref of each completion token [B, T] (T = the rollout's completion width)."""
+        adapter = self.model.disable_adapter() if self.adapter_off else contextlib.nullcontext()
+        with adapter, eval_mode(self.model):
+            return policy_logprobs_BT(self.model, rollout, temperature=self.temperature, chunk=self.chunk)
 
 
-def build_reference(model, cfg: Config) -> RefLogprobs | None:
-    """None when algo.beta == 0 (nothing is copied); else the reference for this model.
-
-    Log-probs use the rollout temperature, like the policy's (DESIGN pitfall 5)."""
+def build_reference(model, cfg: Config) -> Reference | None:
+    """None when algo.beta == 0 (nothing is copied); else Reference.of(model)."""
     if cfg.algo.beta <= 0:
         return None
-    kwargs = dict(temperature=cfg.rollout.temperature, chunk=cfg.train.logprob_chunk)
-    if is_adapter_model(model):
-        return adapter_off_logprobs(model, **kwargs)
-    return frozen_copy_logprobs(model, **kwargs)
+    return Reference.of(model, temperature=cfg.rollout.temperature, chunk=cfg.train.logprob_chunk)

@@ -1,10 +1,12 @@
-"""Checkpoints that survive being killed at any instant, and exact resume.
+"""Checkpoints that survive being killed at any instant, and exact resume: the files and their
+commit protocol, then a run's side (its output folder, save_run, resume_run and the checks a
+resume makes).
 
 A checkpoint is a folder `step-00000042/` holding:
   trainable.safetensors   the trainable parameters by name (full model, or the adapter)
   optimizer.safetensors   optimiser tensors;  optimizer.json  its param groups and layout
   rng.safetensors         torch CPU/CUDA generator states;  state.json  everything else
-                          (step, scheduler, prompt-sampler position, python/numpy RNG,
+                          (step, scheduler, prompt-order position, python/numpy RNG,
                           metrics rows written, counters)
   config.json             the run's config
   manifest.json           written last: versions, data fingerprint, file list -> "complete"
@@ -17,19 +19,26 @@ Old checkpoints are deleted only after the new one is committed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import re
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from grpokit.errors import CheckpointError
+from grpokit.config import Config, to_dict
+from grpokit.errors import CheckpointError, ConfigError
 from grpokit.models.state import check_trainable_names, load_trainable, trainable_tensors  # noqa: F401
+from grpokit.parallel.dist import Dist
+from grpokit.parallel.sharding import full_state, load_full_state, reads_weights
+from grpokit.train.logs import truncate_lines
+from grpokit.train.trainer import Trainer
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 
@@ -226,3 +235,121 @@ def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str
         elif a != b:
             out.append(f"{name}: {a!r} in the checkpoint, {b!r} now")
     return out
+
+
+# ------------------------------------------------------------------ a run's output folder, save, resume
+
+# Config fields that may change between a run and its resumption.
+RESUME_FREE = {"output_dir", "train.resume", "train.stop_at_step", "train.allow_config_change", "log", "model.device"}
+
+
+def prepare_output_dir(cfg: Config) -> tuple[Path, Path | None]:
+    """(output folder, checkpoint to resume from). A folder that already holds a run is refused
+    unless resuming, so nothing saved is overwritten. Raises ConfigError naming the field."""
+    out = Path(cfg.output_dir or f"runs/{datetime.now():%Y%m%d-%H%M%S}")
+    resume = cfg.train.resume
+    if resume:
+        found = latest_checkpoint(out / "checkpoints") if resume == "auto" else Path(resume)
+        if found is None and resume == "auto" and _same_run_without_checkpoint(out, cfg):
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ("metrics.jsonl", "rollouts.jsonl"):
+                truncate_lines(out / name, 0)  # logs of steps that were never checkpointed
+            return out, None  # nothing to resume yet: a fresh start
+        if found is None:
+            raise ConfigError(f"train.resume: no complete checkpoint in {out / 'checkpoints'}")
+        if not (found / "manifest.json").is_file():
+            raise ConfigError(f"train.resume: {found} is not a complete checkpoint")
+        return out, found
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"output_dir: {out} already holds files from another run; choose another "
+                          "--output-dir, or continue it with --train.resume auto")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, None
+
+
+def agree_output_dir(cfg: Config, d: Dist) -> tuple[Path, Path | None]:
+    """prepare_output_dir decided by rank 0; every rank gets the same answer (or error)."""
+    result = None
+    if d.is_main:
+        try:
+            result = prepare_output_dir(cfg)
+        except ConfigError as exc:
+            result = exc
+    result = d.broadcast_object(result)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _same_run_without_checkpoint(out: Path, cfg: Config) -> bool:
+    """True for an empty/missing folder, or one holding only this same config's early logs."""
+    if not out.exists() or not any(out.iterdir()):
+        return True
+    saved = out / "config.json"
+    if not saved.is_file():
+        return False
+    return not binding_differences(json.loads(saved.read_text()), cfg)
+
+
+def binding_differences(saved: dict, cfg: Config) -> list[str]:
+    """Config differences that would change the run's result (RESUME_FREE fields excluded)."""
+    diffs = config_differences(saved, to_dict(cfg))
+    return [d for d in diffs if not any(d.startswith(f + ".") or d.startswith(f + ":") for f in RESUME_FREE)]
+
+
+def data_fingerprint(examples: list[dict]) -> str:
+    """A short hash of the training prompts and answers, stored in the manifest."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.get("prompt"), ex.get("answer")], default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def check_resume(saved: dict, cfg: Config, fingerprint: str) -> None:
+    """ConfigError listing what differs from the checkpoint, unless train.allow_config_change."""
+    diffs = binding_differences(saved["config"], cfg)
+    if saved["manifest"].get("data_fingerprint") != fingerprint:
+        diffs.append(f"data: fingerprint {saved['manifest'].get('data_fingerprint')} in the checkpoint, "
+                     f"{fingerprint} now")
+    if diffs and not cfg.train.allow_config_change:
+        raise ConfigError("train.resume: the checkpoint was made with a different config or data:\n  "
+                          + "\n  ".join(diffs) + "\n(--train.allow-config-change resumes anyway)")
+
+
+def versions() -> dict:
+    import transformers
+
+    from grpokit.version import __version__
+
+    return {"grpokit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def save_run(trainer: Trainer, out: Path, *, fingerprint: str, state: dict) -> Path:
+    """Checkpoint the run at trainer.step_idx into out/checkpoints: full weights and optimiser
+    state (gathered from shards), every rank's generators, the loop state and `state` (the run's
+    own: accuracy before, log rows). Every rank calls it; rank 0 writes."""
+    d, cfg = trainer.dist, trainer.cfg
+    rng = d.gather_objects(rng_state())
+    tensors = full_state(trainer.model, trainer.optimizer, d)
+    path = out / "checkpoints" / f"step-{trainer.step_idx:08d}"
+    if d.is_main:
+        manifest = {"data_fingerprint": fingerprint, "versions": versions(), "world_size": d.world}
+        path = save_checkpoint(out / "checkpoints", trainer.step_idx, trainable=tensors[0], optimizer_state=tensors[1],
+                               state={"trainer": trainer.state_dict(), **state}, config=to_dict(cfg),
+                               manifest=manifest, keep_last=cfg.train.keep_last, rng=rng)
+    d.barrier()
+    return path
+
+
+def resume_run(path: Path, trainer: Trainer, fingerprint: str) -> dict:
+    """Load checkpoint `path` into the trainer after checking its config and data: weights and
+    optimiser state (into the shards), loop state, this rank's generators. Returns the run's own
+    state that save_run stored. Every rank calls it."""
+    d = trainer.dist
+    saved = load_checkpoint(path, weights=reads_weights(trainer.model, d))
+    check_resume(saved, trainer.cfg, fingerprint)
+    load_full_state(trainer.model, trainer.optimizer, saved["trainable"],
+                    optimizer_state(saved["optimizer_tensors"], saved["optimizer_layout"]), d)
+    trainer.load_state_dict(saved["state"]["trainer"])
+    set_rng_state(saved["rng_tensors"], saved["state"]["rng"], rank=d.rank)
+    return saved["state"]

@@ -1,5 +1,6 @@
 """Metric sinks: metrics.jsonl (one object per step), TensorBoard when installed, a PNG plot,
-and rollouts.jsonl (what was sampled and how it scored; its format: ROLLOUTS_FORMAT below)."""
+and rollouts.jsonl (what was sampled and how it scored; its format: ROLLOUTS_FORMAT below).
+Only rank 0 writes; what it writes describes the global batch (the trainer gathers it)."""
 
 from __future__ import annotations
 
@@ -164,6 +165,20 @@ def rollout_record(examples: list[dict], indices: list[int], rollout, texts: lis
     return record
 
 
+def merge_records(parts: list[dict]) -> dict:
+    """Every rank's rollout_record of one step (in rank order) as one line: per-completion and
+    per-prompt lists concatenated, per-component lists too; `group_size` is the same on all."""
+    merged = {}
+    for key, value in parts[0].items():
+        if isinstance(value, list):
+            merged[key] = [x for part in parts for x in part[key]]
+        elif isinstance(value, dict):
+            merged[key] = {name: [x for part in parts for x in part[key][name]] for name in value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def plot_run(rows: list[dict], path: Path, title: str = "GRPO") -> None:
     """Reward per step (and its moving average) with held-out accuracy on a second axis."""
     import matplotlib
@@ -171,9 +186,9 @@ def plot_run(rows: list[dict], path: Path, title: str = "GRPO") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] for r in rows if "reward_mean" in r]
-    reward = [r["reward_mean"] for r in rows if "reward_mean" in r]
-    acc = [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
+    steps = [r["step"] for r in rows if "reward/total/mean" in r]
+    reward = [r["reward/total/mean"] for r in rows if "reward/total/mean" in r]
+    acc = [(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     ax.plot(steps, reward, color="tab:blue", alpha=0.3, label="reward (step)")
     k = max(1, len(reward) // 25)

@@ -4,32 +4,31 @@ stoppable by a signal), evaluate after, report."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import signal
 import time
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from grpokit.train import checkpoint as ckpt
-from grpokit.models.adapters import adapter_start
-from grpokit.config import Config, ConfigError, check_whole_groups, to_dict, validate
-from grpokit.eval.evaluate import evaluate_examples
-from grpokit.parallel.dist import Dist, init_distributed
-from grpokit.train.logs import MetricsLog, NullLog, plot_run, truncate_lines
+from grpokit.config import Config, check_whole_groups, to_dict, validate
 from grpokit.data.chat import describe_ids
+from grpokit.data.order import make_prompt_order
+from grpokit.data.records import load_examples, validate_data_config
+from grpokit.errors import ConfigError
+from grpokit.eval.evaluate import held_out_metrics
+from grpokit.models.adapters import adapter_start
 from grpokit.models.loading import load_model, load_tokenizer, model_path, prepare_model, save_outputs
 from grpokit.models.locate import locate_model, naming_the_model
+from grpokit.parallel.dist import Dist, init_distributed
+from grpokit.parallel.sharding import full_model_state, shard_for_training
 from grpokit.policy.reference import build_reference
-from grpokit.rewards import resolve_reward
-from grpokit.parallel.sharding import full_model_state, full_state, gathered, load_full_state, reads_weights, shard_for_training
+from grpokit.rewards import RewardScorer, resolve_reward
+from grpokit.train import checkpoint as ckpt
+from grpokit.train.logs import MetricsLog, NullLog, plot_run, truncate_lines
 from grpokit.train.trainer import Trainer
-
-# Config fields that may change between a run and its resumption.
-RESUME_FREE = {"output_dir", "train.resume", "train.stop_at_step", "train.allow_config_change", "log", "model.device"}
 
 
 class StopRequested:
@@ -57,56 +56,7 @@ class StopRequested:
             signal.signal(sig, old)
 
 
-def prepare_output_dir(cfg: Config) -> tuple[Path, Path | None]:
-    """(output folder, checkpoint to resume from). A folder that already holds a run is refused
-    unless resuming, so nothing saved is overwritten."""
-    out = Path(cfg.output_dir or f"runs/{datetime.now():%Y%m%d-%H%M%S}")
-    resume = cfg.train.resume
-    if resume:
-        found = ckpt.latest_checkpoint(out / "checkpoints") if resume == "auto" else Path(resume)
-        if found is None and resume == "auto" and _same_run_without_checkpoint(out, cfg):
-            out.mkdir(parents=True, exist_ok=True)
-            for name in ("metrics.jsonl", "rollouts.jsonl"):
-                truncate_lines(out / name, 0)  # logs of steps that were never checkpointed
-            return out, None  # nothing to resume yet: a fresh start
-        if found is None:
-            raise ConfigError(f"train.resume: no complete checkpoint in {out / 'checkpoints'}")
-        if not (found / "manifest.json").is_file():
-            raise ConfigError(f"train.resume: {found} is not a complete checkpoint")
-        return out, found
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"output_dir: {out} already holds files from another run; choose another "
-                          "--output-dir, or continue it with --train.resume auto")
-    out.mkdir(parents=True, exist_ok=True)
-    return out, None
-
-
-def _same_run_without_checkpoint(out: Path, cfg: Config) -> bool:
-    """True for an empty/missing folder, or one holding only this same config's early logs."""
-    if not out.exists() or not any(out.iterdir()):
-        return True
-    saved = out / "config.json"
-    if not saved.is_file():
-        return False
-    return not _binding_differences(json.loads(saved.read_text()), cfg)
-
-
-def _binding_differences(saved: dict, cfg: Config) -> list[str]:
-    """Config differences that would change the run's result (RESUME_FREE fields excluded)."""
-    diffs = ckpt.config_differences(saved, to_dict(cfg))
-    return [d for d in diffs if not any(d.startswith(f + ".") or d.startswith(f + ":") for f in RESUME_FREE)]
-
-
-def data_fingerprint(examples: list[dict]) -> str:
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(json.dumps([ex.get("prompt"), ex.get("answer")], default=str).encode())
-    return h.hexdigest()[:16]
-
-
-def build_scorer(cfg: Config):
-    from grpokit.rewards import RewardScorer
-
+def build_scorer(cfg: Config) -> RewardScorer:
     return RewardScorer(list(cfg.reward.names), list(cfg.reward.weights), kwargs=reward_kwargs(cfg, cfg.reward.names),
                         max_fail_share=cfg.reward.max_fail_share, workers=cfg.reward.workers)
 
@@ -127,35 +77,9 @@ def accuracy_judge(cfg: Config):
     return functools.partial(fn, **kwargs) if kwargs else fn
 
 
-def _check_resume(saved: dict, cfg: Config, fingerprint: str) -> None:
-    diffs = _binding_differences(saved["config"], cfg)
-    if saved["manifest"].get("data_fingerprint") != fingerprint:
-        diffs.append(f"data: fingerprint {saved['manifest'].get('data_fingerprint')} in the checkpoint, "
-                     f"{fingerprint} now")
-    if diffs and not cfg.train.allow_config_change:
-        raise ConfigError("train.resume: the checkpoint was made with a different config or data:\n  "
-                          + "\n  ".join(diffs) + "\n(--train.allow-config-change resumes anyway)")
-
-
-def _setup_output(cfg: Config, d: Dist) -> tuple[Path, Path | None]:
-    """Rank 0 decides the folder and the checkpoint to resume; every rank gets the same answer."""
-    result = None
-    if d.is_main:
-        try:
-            result = prepare_output_dir(cfg)
-        except ConfigError as exc:
-            result = exc
-    result = d.broadcast_object(result)
-    if isinstance(result, Exception):
-        raise result
-    return result
-
-
 def _load(cfg: Config, d: Dist, log):
     """Tokenizer, training and eval examples (data problems surface here, before the model),
     then the model prepared for cfg.model.mode."""
-    from grpokit.data.records import load_examples
-
     if d.is_main:  # a builtin model is built (and cached) once, by rank 0
         path = model_path(cfg.model, log=log)
     d.barrier()
@@ -177,9 +101,8 @@ def _quiet(*args, **kwargs) -> None:
 
 
 def run_training(cfg: Config, log=print) -> dict:
-    from grpokit.data.order import make_sampler
-    from grpokit.data.records import validate_data_config
-
+    """A whole run (module docstring); its summary, or why it stopped early. Raises ConfigError
+    (bad config, data or output folder) before any model loads."""
     cfg = validate(cfg)
     validate_data_config(cfg.data)
     scorer = build_scorer(cfg)  # unknown reward names fail here, before any model loads
@@ -192,7 +115,7 @@ def run_training(cfg: Config, log=print) -> dict:
     log = log if d.is_main else _quiet
     clean = False
     try:
-        result = _run(cfg, d, scorer, log, make_sampler)
+        result = _run(cfg, d, scorer, log)
         clean = True
         return result
     finally:
@@ -200,140 +123,141 @@ def run_training(cfg: Config, log=print) -> dict:
         d.shutdown(clean=clean)
 
 
-def _run(cfg: Config, d: Dist, scorer, log, make_sampler) -> dict:
-    out, resume_from = _setup_output(cfg, d)
-    start = time.perf_counter()
+@dataclass
+class Run:
+    """What one training run holds between its phases (every rank has one)."""
+
+    cfg: Config
+    out: Path
+    trainer: Trainer
+    eval_examples: list[dict]
+    judge: object  # the reward that judges held-out accuracy
+    fingerprint: str
+    metrics: MetricsLog | NullLog = field(default_factory=NullLog)
+    accuracy_before: float = math.nan
+
+    def evaluate(self) -> dict:
+        """Greedy evaluation on the held-out examples by rank 0 (eval/accuracy NaN elsewhere).
+        Every rank calls it (a sharded model is gathered on all of them first)."""
+        t, cfg = self.trainer, self.cfg
+        with t.sharding.gathered(t.model):
+            if not t.dist.is_main:
+                return {"eval/accuracy": math.nan}
+            return held_out_metrics(t.model, t.tokenizer, self.eval_examples, self.judge,
+                                    max_new_tokens=cfg.rollout.max_new_tokens, stop_token_ids=cfg.rollout.stop_token_ids)
+
+    def save(self) -> Path:
+        return ckpt.save_run(self.trainer, self.out, fingerprint=self.fingerprint, state={
+            "accuracy_before": self.accuracy_before, "log_rows": self.metrics.line_counts()})
+
+
+def _start(cfg: Config, d: Dist, scorer, log) -> tuple[Run, Path | None]:
+    """Output folder, data, model (sharded when asked), reference and trainer."""
+    out, resume_from = ckpt.agree_output_dir(cfg, d)
     torch.manual_seed(cfg.train.seed)
     tokenizer, model, train_examples, eval_examples = _load(cfg, d, log)
-    judge = accuracy_judge(cfg)
-
-    def accuracy() -> dict:
-        """Greedy evaluation on the held-out examples by rank 0: accuracy and its companions.
-        Every rank calls it (a sharded model is gathered on all of them first)."""
-        with gathered(model):
-            if not d.is_main or not eval_examples:
-                return {"eval_accuracy": math.nan}
-            s = evaluate_examples(model, tokenizer, eval_examples, judge,
-                                  max_new_tokens=cfg.rollout.max_new_tokens,
-                                  stop_token_ids=cfg.rollout.stop_token_ids).summary
-        return {"eval_accuracy": s["accuracy"], "eval_truncated_share": s["truncated_share"],
-                "eval_completion_len_mean": s["mean_completion_tokens"], "eval_think_share": s["think_share"]}
-
     reference = build_reference(model, cfg)  # a frozen copy is made before sharding, then sharded too
-    shard_for_training(model, reference, cfg.train.sharding, d, log)
-    trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, ref_logprobs=reference,
-                      dist=d, sampler=make_sampler(cfg.data, len(train_examples)))
+    sharding = shard_for_training(model, reference and reference.frozen_copy, cfg.train.sharding, d, log)
+    trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, reference=reference, dist=d,
+                      prompt_order=make_prompt_order(cfg.data, len(train_examples)), sharding=sharding)
     log(f"rollout: a completion ends at any of {describe_ids(tokenizer, trainer.stop_ids)}")
-    fingerprint = data_fingerprint(train_examples)
+    judge = accuracy_judge(cfg)
+    return Run(cfg, out, trainer, eval_examples, judge, ckpt.data_fingerprint(train_examples)), resume_from
+
+
+def _begin(run: Run, resume_from: Path | None, log) -> None:
+    """Resume from a checkpoint, or write the config and evaluate before training; open the logs."""
+    cfg, d, out = run.cfg, run.trainer.dist, run.out
+    before = None
     if resume_from is not None:
-        saved = ckpt.load_checkpoint(resume_from, weights=reads_weights(model, d))
-        _check_resume(saved, cfg, fingerprint)
-        load_full_state(model, trainer.optimizer, saved["trainable"],
-                        ckpt.optimizer_state(saved["optimizer_tensors"], saved["optimizer_layout"]), d)
-        trainer.load_state_dict(saved["state"]["trainer"])
-        ckpt.set_rng_state(saved["rng_tensors"], saved["state"]["rng"], rank=d.rank)
-        acc_before = saved["state"]["accuracy_before"]
+        state = ckpt.resume_run(resume_from, run.trainer, run.fingerprint)
+        run.accuracy_before = state["accuracy_before"]
         if d.is_main:
-            for name, rows in saved["state"]["log_rows"].items():
+            for name, rows in state["log_rows"].items():
                 truncate_lines(out / name, rows)
-        log(f"resumed from {resume_from} at step {trainer.step_idx}")
+        log(f"resumed from {resume_from} at step {run.trainer.step_idx}")
     else:
         if d.is_main:
             (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        before = accuracy()
-        acc_before = before["eval_accuracy"]
-        log(f"greedy accuracy before training: {acc_before:.3f} on {len(eval_examples)} held-out problems")
-    metrics = MetricsLog(out, tensorboard=cfg.log.tensorboard, rollouts=cfg.log.rollouts) if d.is_main else NullLog()
-    if resume_from is None:
-        metrics.write({"step": 0, **before})
+        before = run.evaluate()
+        run.accuracy_before = before["eval/accuracy"]
+        log(f"greedy accuracy before training: {run.accuracy_before:.3f} on {len(run.eval_examples)} held-out problems")
+    if d.is_main:
+        run.metrics = MetricsLog(out, tensorboard=cfg.log.tensorboard, rollouts=cfg.log.rollouts)
+    if before is not None:
+        run.metrics.write({"step": 0, **before})
 
-    def save() -> Path:
-        rng = d.gather_objects(ckpt.rng_state())  # every rank's generators
-        tensors = full_state(model, trainer.optimizer, d)  # at rank 0; gathered from every rank's shards
-        path = None
-        if d.is_main:
-            state = {"trainer": trainer.state_dict(), "accuracy_before": acc_before, "log_rows": metrics.line_counts()}
-            manifest = {"data_fingerprint": fingerprint, "versions": _versions(), "world_size": d.world}
-            path = ckpt.save_checkpoint(out / "checkpoints", trainer.step_idx, trainable=tensors[0],
-                                        optimizer_state=tensors[1], state=state, config=to_dict(cfg),
-                                        manifest=manifest, keep_last=cfg.train.keep_last, rng=rng)
-        d.barrier()
-        return path or out / "checkpoints" / f"step-{trainer.step_idx:08d}"
 
+def _run(cfg: Config, d: Dist, scorer, log) -> dict:
+    start = time.perf_counter()
+    run, resume_from = _start(cfg, d, scorer, log)
+    trainer, out = run.trainer, run.out
+    _begin(run, resume_from, log)
     try:
         with StopRequested(log) as stop:
-            stopped = _loop(trainer, metrics, accuracy, cfg, save, stop)
+            stopped = _loop(run, stop)
         if stopped:
-            path = save()
+            path = run.save()
             log(f"stopped ({stopped}) after step {trainer.step_idx}; checkpoint {path}. "
                 f"Continue with: grpokit train --output-dir {out} --train.resume auto")
             return {"stopped": stopped, "steps": trainer.step_idx, "checkpoint": str(path), "output_dir": str(out)}
-        save()
+        run.save()
     finally:
-        metrics.close()
+        run.metrics.close()
     summary = {"steps": trainer.step_idx, "output_dir": str(out)}
-    acc_after = accuracy()["eval_accuracy"]
-    weights = full_model_state(model)  # a sharded model's full weights, at rank 0
+    acc_after = run.evaluate()["eval/accuracy"]
+    weights = full_model_state(trainer.model)  # a sharded model's full weights, at rank 0
     if d.is_main:
-        summary = _finish(cfg, out, model, tokenizer, metrics, acc_before, acc_after, trainer, start, log, weights)
+        summary = _finish(run, acc_after, start, log, weights)
     d.barrier()
     return summary
 
 
-def _finish(cfg, out: Path, model, tokenizer, metrics, acc_before, acc_after, trainer, start, log,
-            weights=None) -> dict:
+def _finish(run: Run, acc_after: float, start: float, log, weights=None) -> dict:
     """Rank 0: final model (`weights`: its full state dict when the model is sharded), summary.json,
     the plot, the console table."""
-    save_outputs(model, tokenizer, cfg, out / "model", state_dict=weights)
-    summary = {"accuracy_before": acc_before, "accuracy_after": acc_after, "steps": trainer.step_idx,
+    cfg, out, trainer = run.cfg, run.out, run.trainer
+    save_outputs(trainer.model, trainer.tokenizer, cfg, out / "model", state_dict=weights)
+    summary = {"accuracy_before": run.accuracy_before, "accuracy_after": acc_after, "steps": trainer.step_idx,
                "wall_seconds": round(time.perf_counter() - start, 2), "nonfinite_steps": trainer.nonfinite_total,
                "output_dir": str(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "metrics.jsonl", "a") as fh:
-        fh.write(json.dumps({"step": trainer.step_idx, "eval_accuracy": acc_after}) + "\n")
+        fh.write(json.dumps({"step": trainer.step_idx, "eval/accuracy": acc_after}) + "\n")
     if cfg.log.plot:
-        plot_run(metrics.all_rows(), out / "plot.png", title=f"grpokit: {cfg.algo.advantage} / {cfg.algo.aggregation}")
+        plot_run(run.metrics.all_rows(), out / "plot.png", title=f"grpokit: {cfg.algo.advantage} / {cfg.algo.aggregation}")
     log(summary_table(summary))
     log(f"see what the model wrote: grpokit view {out}")
     return summary
 
 
-def _versions() -> dict:
-    import transformers
-
-    from grpokit.version import __version__
-
-    return {"grpokit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
-def _loop(trainer: Trainer, metrics: MetricsLog, accuracy, cfg: Config, save, stop: StopRequested) -> str | None:
+def _loop(run: Run, stop: StopRequested) -> str | None:
     """Steps until the end; returns why it stopped early (a signal, stop_at_step) or None."""
     from tqdm import tqdm
 
-    t = cfg.train
-    bar = tqdm(total=t.steps, initial=trainer.step_idx, disable=not cfg.log.progress, desc="GRPO", dynamic_ncols=True)
+    trainer, t = run.trainer, run.cfg.train
+    bar = tqdm(total=t.steps, initial=trainer.step_idx, disable=not run.cfg.log.progress, desc="GRPO",
+               dynamic_ncols=True)
     recent: list[float] = []
     try:
         while trainer.step_idx < t.steps:
             row = trainer.step()
             if t.eval_every and row["step"] % t.eval_every == 0 and row["step"] < t.steps:
-                row.update(accuracy())
-            if hasattr(trainer.sampler, "stats"):
-                row.update(trainer.sampler.stats())
-            metrics.write(row, rollout=trainer.last_record)
+                row.update(run.evaluate())
+            run.metrics.write(row, rollout=trainer.last_record)
             if trainer.nonfinite_in_a_row >= t.max_nonfinite_steps:
                 raise FloatingPointError(
                     f"{trainer.nonfinite_in_a_row} steps in a row had a non-finite loss or gradient norm "
                     f"(last at step {row['step']}); stopping. The last checkpoint is intact.")
-            recent = (recent + [row["reward_mean"]])[-20:]
-            bar.set_postfix(reward=f"{sum(recent) / len(recent):.3f}", zero_std=f"{row['frac_zero_std']:.2f}")
+            recent = (recent + [row["reward/total/mean"]])[-20:]
+            bar.set_postfix(reward=f"{sum(recent) / len(recent):.3f}", zero_std=f"{row['reward/zero_std_share']:.2f}")
             bar.update(1)
             if trainer.dist.sum_floats(1.0 if stop.reason else 0.0)[0] > 0:  # any rank asked to stop
                 return stop.reason or "a signal on another rank"
             if t.stop_at_step and trainer.step_idx >= t.stop_at_step and trainer.step_idx < t.steps:
                 return f"train.stop_at_step={t.stop_at_step}"
             if t.save_every and trainer.step_idx % t.save_every == 0 and trainer.step_idx < t.steps:
-                save()
+                run.save()
     finally:
         bar.close()
     return None

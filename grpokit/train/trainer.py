@@ -1,5 +1,9 @@
-"""The GRPO loop, top to bottom. It only connects modules:
-prompts -> rollout -> rewards -> advantages -> loss -> optimiser step -> metrics."""
+"""The GRPO step, top to bottom. It only connects modules:
+prompts -> rollout -> rewards -> advantages -> loss -> optimiser step -> metrics.
+
+Every metric of a step describes the global batch, whatever the number of processes: rewards,
+scores and the rollout record are gathered from every rank, counts and sums are added over
+ranks. Metric names are `group/name` (reward/, completion/, update/, time/; README "Metrics")."""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -16,14 +19,17 @@ from grpokit.algo.aggregate import aggregate
 from grpokit.algo.losses import per_token_loss_BT
 from grpokit.config import Config, check_whole_groups
 from grpokit.data.chat import stop_token_ids
-from grpokit.data.records import PromptSampler, example_prompt_ids
-from grpokit.parallel.dist import Dist
+from grpokit.data.order import PromptOrder, ShuffledOrder
+from grpokit.data.records import example_prompt_ids
 from grpokit.eval.evaluate import decode_completions
+from grpokit.parallel.dist import Dist
+from grpokit.parallel.sharding import Sharding, full_norm, is_sharded, passes_to_match
 from grpokit.policy.forward import dropout_off, policy_logprobs_BT
+from grpokit.policy.reference import Reference
+from grpokit.rewards.scorer import ScoreResult
 from grpokit.rewards.overlong import completion_records
 from grpokit.rollout.generate import Rollout, eval_mode, generate
-from grpokit.parallel.sharding import full_norm, gathered, is_sharded, passes_to_match
-from grpokit.train.logs import rollout_record
+from grpokit.train.logs import merge_records, rollout_record
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):
@@ -52,6 +58,16 @@ def step_generator(seed: int, step: int, rank: int, device) -> torch.Generator:
     return g
 
 
+def merge_scores(parts: list[ScoreResult]) -> ScoreResult:
+    """Every rank's ScoreResult of one step (in rank order) as one: completions concatenated,
+    failures added. Its metrics() then describe the global batch."""
+    names = list(parts[0].components)
+    return ScoreResult(total=[x for p in parts for x in p.total],
+                       components={n: [x for p in parts for x in p.components[n]] for n in names},
+                       errors=[e for p in parts for e in p.errors],
+                       failures={n: sum(p.failures.get(n, 0) for p in parts) for n in names})
+
+
 @dataclass
 class StepBatch:
     """Everything one step's update needs, after rollout and scoring."""
@@ -67,68 +83,75 @@ class StepBatch:
 
 
 class Trainer:
+    """One GRPO step at a time (`step`), on this process's share of every step's prompts.
+
+    reference: the KL's pi_ref (needed when algo.beta > 0); prompt_order: which prompts each step
+    visits (default: a seeded shuffle); sharding: how the weights lie over the processes."""
+
     def __init__(self, cfg: Config, model, tokenizer, train_examples: list[dict], scorer,
-                 ref_logprobs: Callable[[Rollout], torch.Tensor] | None = None, dist: Dist | None = None,
-                 sampler=None):
+                 reference: Reference | None = None, dist: Dist | None = None,
+                 prompt_order: PromptOrder | None = None, sharding: Sharding | None = None):
         self.cfg, self.model, self.tokenizer, self.examples = cfg, model, tokenizer, train_examples
-        self.scorer, self.ref_logprobs, self.dist = scorer, ref_logprobs, dist or Dist()
+        self.scorer, self.reference, self.dist = scorer, reference, dist or Dist()
+        self.sharding = sharding or Sharding("none", self.dist)
         self.device = next(model.parameters()).device
         t = cfg.train
         self.optimizer = make_optimizer(model, t.lr, t.weight_decay, (t.adam_beta1, t.adam_beta2))
         total = t.steps * cfg.algo.mu
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, warmup=t.warmup_steps, total=total, min_ratio=t.min_lr_ratio))
-        self.sampler = sampler if sampler is not None else PromptSampler(len(train_examples), cfg.data.seed)
+        self.prompt_order: PromptOrder = prompt_order or ShuffledOrder(len(train_examples), cfg.data.seed)
         self.stop_ids = stop_token_ids(tokenizer, model, cfg.rollout.stop_token_ids)  # every end-of-turn id
         self.step_idx = 0
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
-        self.last_record: dict = {}
+        self.last_record: dict = {}  # the last step's prompts, completions and rewards (global batch)
         check_whole_groups(cfg.rollout.prompts_per_step, self.dist.world)
-        if cfg.algo.beta > 0 and ref_logprobs is None:
+        if cfg.algo.beta > 0 and reference is None:
             raise ValueError("algo.beta > 0 needs a reference policy")
 
-    @property
-    def logp_temperature(self) -> float:
-        return self.cfg.rollout.temperature
-
     def policy_logprobs(self, part: Rollout) -> torch.Tensor:
-        return policy_logprobs_BT(self.model, part, temperature=self.logp_temperature,
+        return policy_logprobs_BT(self.model, part, temperature=self.cfg.rollout.temperature,
                                   chunk=self.cfg.train.logprob_chunk)
+
+    def _sample(self, examples: list[dict]) -> Rollout:
+        r, d = self.cfg.rollout, self.dist
+        with self.sharding.gathered(self.model):  # ranks stop decoding at different steps: no per-forward collectives
+            return generate(
+                self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
+                max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.stop_ids,
+                pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                generator=step_generator(self.cfg.train.seed, self.step_idx, d.rank, self.device),
+                logprobs=self.cfg.log.rollouts,
+            )
 
     def rollout_and_score(self) -> StepBatch:
         """Sample this rank's share of the step's prompts, score them, and build the batch.
 
         Every rank draws the same global prompt order and keeps its own contiguous slice, so
-        whole groups stay on one rank; rewards are gathered so advantages and metrics are
-        computed over the global batch."""
-        cfg, r, d = self.cfg, self.cfg.rollout, self.dist
-        indices = self.sampler.next_indices(r.prompts_per_step)
+        whole groups stay on one rank; scores and the rollout record are gathered, so advantages
+        and metrics are computed over the global batch."""
+        r, d = self.cfg.rollout, self.dist
+        indices = self.prompt_order.next_indices(r.prompts_per_step)
         per_rank = r.prompts_per_step // d.world
         local = indices[d.rank * per_rank:(d.rank + 1) * per_rank]
         examples = [self.examples[i] for i in local]
         t0 = time.perf_counter()
-        with gathered(self.model):  # ranks stop decoding at different steps: no per-forward collectives
-            rollout = generate(
-                self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
-                max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.stop_ids,
-                pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                generator=step_generator(cfg.train.seed, self.step_idx, d.rank, self.device),
-                logprobs=cfg.log.rollouts,
-            )
+        rollout = self._sample(examples)
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
-        scored = self.scorer.score(texts, completion_records(examples, r.group_size, rollout.lengths_B.tolist(),
-                                                             rollout.ended_B.tolist(), r.max_new_tokens))
-        local_PG = torch.tensor([math.nan if x is None else x for x in scored.total],
-                                dtype=torch.float32).view(per_rank, r.group_size)
-        rewards_PG = d.gather_rows(local_PG)
-        if hasattr(self.sampler, "record"):  # curriculum: pass rates per prompt
-            self.sampler.record(indices, rewards_PG)
+        local_scores = self.scorer.score(texts, completion_records(
+            examples, r.group_size, rollout.lengths_B.tolist(), rollout.ended_B.tolist(), r.max_new_tokens))
+        scores = merge_scores(d.gather_objects(local_scores))  # every rank's scores, in prompt order
+        rewards_PG = torch.tensor([math.nan if x is None else x for x in scores.total],
+                                  dtype=torch.float32).view(r.prompts_per_step, r.group_size)
+        self.prompt_order.record(indices, rewards_PG)
         batch = self.make_batch(rollout, rewards_PG)
-        self.last_record = rollout_record(examples, local, rollout, texts, scored, batch.adv_B) \
-            if cfg.log.rollouts else {"indices": local}  # a line of rollouts.jsonl (logs.ROLLOUTS_FORMAT)
-        batch.metrics.update(time_generation=t1 - t0, time_reward=time.perf_counter() - t1, **scored.metrics())
+        self.last_record = {"indices": indices}
+        if self.cfg.log.rollouts:  # a line of rollouts.jsonl (logs.ROLLOUTS_FORMAT) over the global batch
+            local_record = rollout_record(examples, local, rollout, texts, local_scores, batch.adv_B)
+            self.last_record = merge_records(d.gather_objects(local_record))
+        batch.metrics.update({"time/generation": t1 - t0, "time/reward": time.perf_counter() - t1, **scores.metrics()})
         return batch
 
     def make_batch(self, rollout: Rollout, rewards_PG: torch.Tensor) -> StepBatch:
@@ -139,24 +162,21 @@ class Trainer:
         adv_B = adv_PG[d.rank * per_rank:(d.rank + 1) * per_rank].reshape(-1).to(self.device)
         skip = cfg.algo.skip_zero_advantage and cfg.algo.beta == 0
         rows_B = (adv_B != 0).nonzero().view(-1) if skip else torch.arange(len(adv_B), device=self.device)
-        mask_BT = rollout.completion_mask_BT
+        mask_BT, ent = rollout.completion_mask_BT, rollout.entropy_BT
         kept_B = rollout.ended_B if cfg.algo.mask_truncated else torch.ones_like(rollout.ended_B)
         rows_B = rows_B[kept_B[rows_B]]  # algo.mask_truncated: truncated rows take no part in the loss
-        ent = rollout.entropy_BT
         num_all, num_seqs, all_tokens, num_tokens, len_sum, trunc, ent_sum, in_update = d.sum_floats(
             len(adv_B), float(kept_B.sum()), float(mask_BT.sum()), float((mask_BT * kept_B[:, None]).sum()),
-            float(rollout.lengths_B.sum()),
-            float((~rollout.ended_B).sum()), float((ent * mask_BT).sum()) if ent is not None else math.nan, len(rows_B))
-        rewards_B = rewards_PG.reshape(-1)
-        judged = rewards_B[~rewards_B.isnan()]
+            float(rollout.lengths_B.sum()), float((~rollout.ended_B).sum()),
+            float((ent * mask_BT).sum()) if ent is not None else math.nan, len(rows_B))
+        judged = rewards_PG.reshape(-1)[~rewards_PG.reshape(-1).isnan()]
         metrics = {
-            "reward_mean": float(judged.mean()) if len(judged) else math.nan,
-            "reward_std": float(judged.std()) if len(judged) > 1 else 0.0,
-            "frac_zero_std": float(zero_std_P(rewards_PG).float().mean()),
-            "completion_len_mean": len_sum / num_all,
-            "truncated_share": trunc / num_all,
-            "entropy": ent_sum / max(all_tokens, 1),
-            "seqs_in_update": int(in_update),
+            "reward/total/std": float(judged.std()) if len(judged) > 1 else 0.0,
+            "reward/zero_std_share": float(zero_std_P(rewards_PG).float().mean()),
+            "completion/length_mean": len_sum / num_all,
+            "completion/truncated_share": trunc / num_all,
+            "completion/entropy": ent_sum / max(all_tokens, 1),
+            "update/seqs": int(in_update),
         }
         return StepBatch(rollout, adv_B, rows_B, num_seqs=max(int(num_seqs), 1), num_tokens=int(num_tokens),
                          metrics=metrics)
@@ -173,36 +193,35 @@ class Trainer:
         T = batch.rollout.completion_ids_BT.shape[1]
         out = torch.zeros(len(batch.rows_B), T, device=self.device)
         frozen = eval_mode(model) if model is not None else contextlib.nullcontext()
-        with gathered(model), eval_mode(self.model), frozen:  # dropout off; train mode comes back after
+        with self.sharding.gathered(model), eval_mode(self.model), frozen:  # dropout off; train mode comes back
             for sl in self._micro_batches(batch):
                 part = batch.rollout.select(batch.rows_B[sl])
                 out[sl, : part.completion_ids_BT.shape[1]] = fn(part)
         return out
 
     def update(self, batch: StepBatch) -> dict:
-        cfg, a = self.cfg, self.cfg.algo
+        a = self.cfg.algo
         t0 = time.perf_counter()
         if a.mu > 1:
             batch.old_logp_BT = self._fixed_logprobs(batch, self.policy_logprobs, self.model)
         if a.beta > 0:
-            frozen = getattr(self.ref_logprobs, "model", None)  # the full fine-tune's reference copy
-            batch.ref_logp_BT = self._fixed_logprobs(batch, self.ref_logprobs, frozen)
-        stats = {"loss": 0.0, "kl": 0.0, "grad_norm": 0.0, "clip_frac": 0.0}
+            batch.ref_logp_BT = self._fixed_logprobs(batch, self.reference.logprobs, self.reference.model)
+        stats = {}
         # With mu > 1 each pass's ratio compares against the fixed old log-probs, taken without
         # dropout: the passes run without it too, so unchanged weights give a ratio of exactly 1.
         with dropout_off(self.model) if a.mu > 1 else contextlib.nullcontext():
             for _ in range(a.mu):
-                stats.update(self._one_pass(batch))
-        stats["lr"] = self.scheduler.get_last_lr()[0]
-        stats["time_update"] = time.perf_counter() - t0
+                stats = self._one_pass(batch)
+        stats["update/lr"] = self.scheduler.get_last_lr()[0]
+        stats["time/update"] = time.perf_counter() - t0
         if a.beta == 0:
-            stats.pop("kl")
+            stats.pop("update/kl")
         return stats
 
     def _one_pass(self, batch: StepBatch) -> dict:
         self.optimizer.zero_grad(set_to_none=True)
         stats = self.accumulate_gradients(batch)
-        stats["grad_norm"] = self._optimizer_step()
+        stats["update/grad_norm"] = self._optimizer_step()
         return stats
 
     def accumulate_gradients(self, batch: StepBatch) -> dict:
@@ -210,37 +229,39 @@ class Trainer:
         sharded model's backward reduce-scatters them itself: every rank runs as many passes).
 
         Losses are normalised by the global batch's counts, so the summed gradient equals the
-        single-process gradient of the whole batch, for every aggregation."""
-        cfg, a = self.cfg, self.cfg.algo
+        single-process gradient of the whole batch, for every aggregation. `update/clipped_share`
+        is the share of update tokens the objective's own clip acted on (algo/losses.py)."""
         self.model.train()
-        loss_total, kl_total, clipped, counted = 0.0, 0.0, 0.0, 0.0
+        totals = [0.0, 0.0, 0.0, 0.0]  # loss, KL summed over tokens, clipped tokens, tokens
         slices = list(self._micro_batches(batch))
         extra = passes_to_match(self.model, self.dist, len(slices))  # agreed on before any pass runs
         for sl in slices:
-            part = batch.rollout.select(batch.rows_B[sl])
-            T = part.completion_ids_BT.shape[1]
-            logp_BT = self.policy_logprobs(part)
-            old_BT = logp_BT.detach() if batch.old_logp_BT is None else batch.old_logp_BT[sl, :T]
-            ref_BT = None if batch.ref_logp_BT is None else batch.ref_logp_BT[sl, :T]
-            mask_BT = part.completion_mask_BT
-            loss_BT, kl_BT = per_token_loss_BT(
-                logp_BT, old_BT, batch.adv_B[batch.rows_B[sl]], mask_BT, objective=a.objective,
-                eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, ref_logp_BT=ref_BT, kl_estimator=a.kl_estimator)
-            norms = dict(num_seqs=batch.num_seqs, num_tokens=batch.num_tokens, max_len=cfg.rollout.max_new_tokens)
-            loss = aggregate(loss_BT, mask_BT, a.aggregation, **norms)
-            loss.backward()
-            loss_total += float(loss.detach())
-            if kl_BT is not None:
-                kl_total += float((kl_BT.detach() * mask_BT).sum())
-            ratio_BT = torch.exp(logp_BT.detach() - old_BT)
-            clipped += float((((ratio_BT < 1 - a.eps_low) | (ratio_BT > 1 + a.eps_high)).float() * mask_BT).sum())
-            counted += float(mask_BT.sum())
+            totals = [x + y for x, y in zip(totals, self._micro_batch_backward(batch, sl))]
         for _ in range(extra):
             self._zero_weighted_pass(batch)
         if not is_sharded(self.model):
             self.dist.all_reduce_grads_([p for g in self.optimizer.param_groups for p in g["params"]])
-        loss_total, kl_total, clipped, counted = self.dist.sum_floats(loss_total, kl_total, clipped, counted)
-        return {"loss": loss_total, "kl": kl_total / max(counted, 1), "clip_frac": clipped / max(counted, 1)}
+        loss, kl, clipped, counted = self.dist.sum_floats(*totals)
+        return {"update/loss": loss, "update/kl": kl / max(counted, 1), "update/clipped_share": clipped / max(counted, 1)}
+
+    def _micro_batch_backward(self, batch: StepBatch, sl: slice) -> tuple[float, float, float, float]:
+        """Forward and backward of the update rows batch.rows_B[sl]: (loss, KL summed over tokens,
+        clipped tokens, tokens)."""
+        a = self.cfg.algo
+        part = batch.rollout.select(batch.rows_B[sl])
+        T = part.completion_ids_BT.shape[1]
+        logp_BT = self.policy_logprobs(part)
+        old_BT = logp_BT.detach() if batch.old_logp_BT is None else batch.old_logp_BT[sl, :T]
+        ref_BT = None if batch.ref_logp_BT is None else batch.ref_logp_BT[sl, :T]
+        mask_BT = part.completion_mask_BT
+        terms = per_token_loss_BT(
+            logp_BT, old_BT, batch.adv_B[batch.rows_B[sl]], mask_BT, objective=a.objective,
+            eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, ref_logp_BT=ref_BT, kl_estimator=a.kl_estimator)
+        loss = aggregate(terms.loss_BT, mask_BT, a.aggregation, num_seqs=batch.num_seqs,
+                         num_tokens=batch.num_tokens, max_len=self.cfg.rollout.max_new_tokens)
+        loss.backward()
+        kl = float((terms.kl_BT.detach() * mask_BT).sum()) if terms.kl_BT is not None else 0.0
+        return float(loss.detach()), kl, float((terms.clipped_BT * mask_BT).sum()), float(mask_BT.sum())
 
     def _zero_weighted_pass(self, batch: StepBatch) -> None:
         """Forward/backward of one row with weight 0: joins the busier ranks' collectives and adds
@@ -256,32 +277,33 @@ class Trainer:
 
     def _optimizer_step(self) -> float:
         norm = self.clip_gradients()
-        if not torch.isfinite(norm):  # skip the update, keep the schedule moving; counted and reported
+        if torch.isfinite(norm):
+            self.nonfinite_in_a_row = 0
+            self.optimizer.step()
+        else:  # skip the update, keep the schedule moving; counted and reported
             self.optimizer.zero_grad(set_to_none=True)
             self.nonfinite_in_a_row += 1
             self.nonfinite_total += 1
-            self.scheduler.step()
-            return float(norm)
-        self.nonfinite_in_a_row = 0
-        self.optimizer.step()
         self.scheduler.step()
         return float(norm)
 
     def step(self) -> dict:
+        """One GRPO step; its log row (global batch; the prompt order's stats included)."""
         batch = self.rollout_and_score()
         stats = self.update(batch)
         self.step_idx += 1
-        stats["nonfinite_steps"] = self.nonfinite_total
-        return {"step": self.step_idx, **stats, **batch.metrics}
+        stats["update/nonfinite_steps"] = self.nonfinite_total
+        return {"step": self.step_idx, **stats, **batch.metrics, **self.prompt_order.stats()}
 
     def state_dict(self) -> dict:
         """JSON-able loop state (model and optimiser tensors are saved by checkpoint.py)."""
         sched = {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}
         return {"step": self.step_idx, "nonfinite_in_a_row": self.nonfinite_in_a_row,
-                "nonfinite_total": self.nonfinite_total, "sampler": self.sampler.state_dict(), "scheduler": sched}
+                "nonfinite_total": self.nonfinite_total, "prompt_order": self.prompt_order.state_dict(),
+                "scheduler": sched}
 
     def load_state_dict(self, state: dict) -> None:
         self.step_idx = state["step"]
         self.nonfinite_in_a_row, self.nonfinite_total = state["nonfinite_in_a_row"], state["nonfinite_total"]
-        self.sampler.load_state_dict(state["sampler"])
+        self.prompt_order.load_state_dict(state["prompt_order"])
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})

@@ -18,7 +18,7 @@ from grpokit.config import Config
 from grpokit.data.records import example_prompt_ids
 from grpokit.parallel.dist import Dist, init_distributed, leave_process
 from grpokit.rollout.generate import generate
-from grpokit.parallel.sharding import shard_model
+from grpokit.parallel.sharding import Sharding
 from grpokit.tasks.arithmetic import ArithmeticSpec, build_model, build_tokenizer
 from grpokit.train.trainer import Trainer
 
@@ -49,15 +49,22 @@ def max_diff(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-def main(out_path: str, sharding: str = "none") -> None:
-    d = init_distributed("cpu")
+def tiny_model_and_rollout():
+    """(tokenizer, a random tiny arithmetic model, its rollout of 4 prompts x G=4, 5 new tokens)."""
     tok = build_tokenizer()
     model = build_model(ArithmeticSpec(hidden_size=32, layers=2, heads=2, intermediate_size=64), tok, seed=0)
     prompts = [example_prompt_ids(tok, {"prompt": p}) for p in ["1+2", "34+56", "7+80", "99+9"]]
     rollout = generate(model, prompts, group_size=4, max_new_tokens=5, eos_id=tok.eos_token_id,
                        pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    return tok, model, rollout
+
+
+def main(out_path: str, sharding: str = "none") -> None:
+    d = init_distributed("cpu")
+    tok, model, rollout = tiny_model_and_rollout()
     mine = rollout.select(torch.arange(d.rank * 8, d.rank * 8 + 8))
-    split_model = model if sharding == "none" else shard_model(copy.deepcopy(model), sharding, d)
+    layout = Sharding(sharding, d)
+    split_model = model if sharding == "none" else layout.shard(copy.deepcopy(model))
     result = {}
     for name, rewards in REWARDS.items():
         rewards_PG = torch.tensor(rewards, dtype=torch.float32)
@@ -68,7 +75,7 @@ def main(out_path: str, sharding: str = "none") -> None:
             single, single_norm, single_clipped = grads_of(
                 Trainer(cfg, model, tok, [{}], scorer=None, dist=Dist()), rollout, rewards_PG)
             split, split_norm, split_clipped = grads_of(
-                Trainer(cfg, split_model, tok, [{}], scorer=None, dist=d), mine, rewards_PG)
+                Trainer(cfg, split_model, tok, [{}], scorer=None, dist=d, sharding=layout), mine, rewards_PG)
             result[f"{name}/{agg}"] = {
                 "max_abs_diff": max_diff(single, split), "grad_norm": single_norm,
                 "norm_diff": abs(single_norm - split_norm), "clipped_max_abs_diff": max_diff(single_clipped, split_clipped),

@@ -2,10 +2,10 @@
 
 function seriesList() {
   const comps = (D.meta.components || []).map((c) => ['reward/' + c + '/mean', 'reward: ' + c]);
-  return [['reward_mean', 'reward (total)'], ...comps, ['eval_accuracy', 'held-out accuracy'],
-    ['completion_len_mean', 'completion length (tokens)'], ['truncated_share', 'truncated share'],
-    ['frac_zero_std', 'equal-reward groups share'], ['entropy', 'entropy (nats/token)'], ['kl', 'KL to reference'],
-    ['clip_frac', 'clipped share'], ['lr', 'learning rate']];
+  return [['reward/total/mean', 'reward (total)'], ...comps, ['eval/accuracy', 'held-out accuracy'],
+    ['completion/length_mean', 'completion length (tokens)'], ['completion/truncated_share', 'truncated share'],
+    ['reward/zero_std_share', 'equal-reward groups share'], ['completion/entropy', 'entropy (nats/token)'],
+    ['update/kl', 'KL to reference'], ['update/clipped_share', 'clipped share'], ['update/lr', 'learning rate']];
 }
 
 function nearestStep(step) {
@@ -20,7 +20,7 @@ function renderOverview(view) {
   for (const [key, label] of seriesList()) {
     if (!m[key] || !m[key].some((v) => v !== null)) continue;  // not recorded by this run
     charts.appendChild(lineChart({ title: label, xs: m.step, ys: m[key], alerts: D.alerts, id: 'chart-' + key.replace(/\W/g, '_'),
-      dots: key === 'eval_accuracy', onPick: (s) => openStep(nearestStep(s)) }));
+      dots: key === 'eval/accuracy', onPick: (s) => openStep(nearestStep(s)) }));
   }
   const s = D.summary || {};
   view.append(el('h2', { text: 'the run at a glance' }),
