@@ -13,6 +13,8 @@ PYTHON="${PYTHON:-python3}"
 REQUIREMENTS='
 python3-venv  all   python_module ensurepip  # python3 -m venv creates .venv
 bubblewrap    test  command bwrap            # the sandbox that runs model-written code
+chromium      test  command chromium         # the viewer's tests drive a real headless browser
+chromium-driver test command chromedriver    # ... through selenium's ChromeDriver
 '
 
 present() {  # present KIND NAME
@@ -36,7 +38,7 @@ done <<< "$REQUIREMENTS"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "grpokit: installing ${missing[*]} with apt-get"
   log="$(mktemp)"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         "${missing[@]}"; } >"$log" 2>&1; then
     cat "$log" >&2; rm -f "$log"
     echo "grpokit: apt-get could not install ${missing[*]} (its output is above)" >&2

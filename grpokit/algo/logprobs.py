@@ -14,7 +14,7 @@ def token_logprobs_BT(
 ) -> torch.Tensor:
     """log softmax(logits / temperature)[ids], in float32, differentiable.
 
-    The temperature must be the one the sampler used (DESIGN pitfall 5)."""
+    The temperature must be the one the sampler used (docs/design.md, pitfall 5)."""
     if logits_BTV.shape[:2] != ids_BT.shape:
         raise ValueError(f"logits {tuple(logits_BTV.shape)} and ids {tuple(ids_BT.shape)} disagree")
     pieces = []
@@ -56,7 +56,7 @@ def completion_mask_BT(lengths_B: torch.Tensor, T: int) -> torch.Tensor:
     """1.0 for the first lengths_B[b] positions of row b, else 0.0.
 
     Built from lengths, never from token ids: with pad == eos an id-based mask would drop the
-    real EOS from the loss (DESIGN pitfall 4). The EOS token counts in the length."""
+    real EOS from the loss (docs/design.md, pitfall 4). The EOS token counts in the length."""
     positions_T = torch.arange(T, device=lengths_B.device)
     return (positions_T[None, :] < lengths_B[:, None]).float()
 

@@ -37,7 +37,7 @@ def example_prompt_ids(tokenizer, example: dict, template_kwargs: dict | None = 
     """Chat-templated prompt ids of an example, tokenized once and cached on the record (which
     also gets ``think_opened_in_prompt``, see chat.py); template_kwargs go to the chat template
     (data.chat_template_kwargs, e.g. enable_thinking). Tokenizing once matters: templating to
-    text and tokenizing again can add a second BOS (DESIGN pitfall 3)."""
+    text and tokenizing again can add a second BOS (docs/design.md, pitfall 3)."""
     if "prompt_ids" not in example:
         example["prompt_ids"] = encode_example(tokenizer, example, user_message(example), template_kwargs)
     return example["prompt_ids"]

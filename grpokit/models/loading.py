@@ -86,7 +86,7 @@ def load_tokenizer(path: str, cfg: ModelConfig | None = None):
 def choose_pad_token(tok) -> None:
     """Give the tokenizer a pad token, distinct from EOS where the vocabulary has one.
 
-    grpokit builds every mask from lengths, never from pad ids (DESIGN pitfall 4), so any id
+    grpokit builds every mask from lengths, never from pad ids (docs/design.md, pitfall 4), so any id
     works; a distinct one only makes padded batches easier to read. No token is added: that
     would need the embedding matrix resized."""
     eos = tok.eos_token_id
@@ -143,7 +143,7 @@ def keep_4bit_layout(model) -> None:
     place the first time the layer runs in eval mode without grad (as every rollout does). Every
     later forward, training ones included, then goes through that kernel, which computes in bf16
     and passes back wrong input gradients: on a tiny Llama the LoRA gradients after one rollout
-    differed from the true ones by as much as their own size (tests/test_models_qlora.py)."""
+    differed from the true ones by as much as their own size (tests/test_models.py::test_qlora_gradients_survive_an_eval_forward)."""
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
