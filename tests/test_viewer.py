@@ -269,7 +269,7 @@ def test_view_names_the_missing_or_broken_file(tmp_path):
     assert done.returncode == 2 and f"{tmp_path / 'nope'}: no such run folder" in done.stderr
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, oops\n')
     done = subprocess.run([sys.executable, "-m", "grpokit", "view", str(tmp_path)], capture_output=True, text=True)
-    assert done.returncode == 2 and f"{tmp_path / 'metrics.jsonl'}:2: not JSON" in done.stderr
+    assert done.returncode == 2 and f"{tmp_path / 'metrics.jsonl'}: line 2 is not valid JSON" in done.stderr
 
 
 def test_a_run_without_rollouts_gets_a_metrics_only_page(tmp_path):

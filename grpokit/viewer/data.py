@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grpokit.data.sources import read_jsonl
+from grpokit.errors import DataError
+
 # metrics.jsonl keys that hold alerts (issue-raised warnings); either a list or one entry
 ALERT_KEYS = ("alerts", "alert")
 
@@ -35,17 +38,14 @@ def _alert_text(entry) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RunFolderError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            raise RunFolderError(f"{path}:{number}: each line must be an object with an integer 'step'")
-        rows.append(row)
+    """The objects of a run's JSONL file, each with an integer `step`; RunFolderError names the line."""
+    try:
+        rows = read_jsonl(path)
+    except DataError as exc:
+        raise RunFolderError(str(exc)) from None
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row.get("step"), int):
+            raise RunFolderError(f"{path}: object {number} has no integer 'step' (each line must have one)")
     return rows
 
 
