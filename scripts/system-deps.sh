@@ -14,7 +14,7 @@ REQUIREMENTS='
 python3-venv  all   python_module ensurepip  # python3 -m venv creates .venv
 bubblewrap    test  command bwrap            # the sandbox that runs model-written code
 chromium      test  command chromium         # the viewer tests drive a real headless browser
-chromium-driver test command chromedriver    # ... through selenium's ChromeDriver
+chromium-driver test command chromedriver    # ... through selenium and ChromeDriver
 '
 
 present() {  # present KIND NAME
