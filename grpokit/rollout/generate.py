@@ -94,12 +94,9 @@ def generate(
     share_prefill: bool = True,
     logprobs: bool = False,
 ) -> Rollout:
-    """Sample group_size completions per prompt with a KV cache, stopping rows at EOS.
-
-    eos_id: one id or several (every end-of-turn id, grpokit.data.chat.stop_token_ids): a row
-    ends at the first of them, which is kept (counted in lengths_B, inside the loss mask).
-
-    prompts: P token-id lists (unpadded). Tokens are drawn by algo.sampling.sample_next_B
+    """Sample group_size completions per prompt with a KV cache. eos_id: one id or several (every
+    end-of-turn id, data.chat.stop_token_ids); a row ends at the first, kept in lengths_B and the
+    loss mask. prompts: P token-id lists (unpadded). Tokens are drawn by algo.sampling.sample_next_B
     (temperature 0 = greedy); min_new_tokens forbids EOS before that many tokens. decoder: a
     DecoderFactory (rollout/decoders.py); None takes the fastest one the model supports (the
     lean decoder for llama-family models, else the model's own forward, logged once with the
@@ -119,8 +116,7 @@ def generate(
         ids_BL, mask_BL = ids_PL.repeat_interleave(repeat, 0), mask_PL.repeat_interleave(repeat, 0)
         B = ids_BL.shape[0]
         finished_B = torch.zeros(B, dtype=torch.bool, device=device)
-        stop_S = torch.tensor(sorted({int(i) for i in ([eos_id] if isinstance(eos_id, int) else eos_id)}),
-                              dtype=torch.long, device=device)
+        stop_S = stop_ids_S(eos_id, device)
         tokens, entropies, logps, lengths_B = [], [], [], torch.zeros(B, dtype=torch.long, device=device)
         for step in range(max_new_tokens):
             logits_BV = dec.logits_BV()
@@ -140,6 +136,15 @@ def generate(
                 break
             dec.feed(tok_B, finished_B)
     completion_BT = torch.stack(tokens, dim=1) if tokens else torch.empty(B, 0, dtype=torch.long, device=device)
-    ent_BT = torch.stack(entropies, dim=1) if entropies else None
-    logp_BT = torch.stack(logps, dim=1) if logps else None
-    return Rollout(ids_BL, mask_BL, completion_BT, lengths_B, finished_B, G, ent_BT, logp_BT)
+    return Rollout(ids_BL, mask_BL, completion_BT, lengths_B, finished_B, G, _stacked_BT(entropies), _stacked_BT(logps))
+
+
+def stop_ids_S(eos_id: int | Iterable[int], device) -> torch.Tensor:
+    """The distinct end-of-turn ids [S] as a tensor (one id or several)."""
+    ids = [eos_id] if isinstance(eos_id, int) else eos_id
+    return torch.tensor(sorted({int(i) for i in ids}), dtype=torch.long, device=device)
+
+
+def _stacked_BT(columns: list[torch.Tensor]) -> torch.Tensor | None:
+    """Per-step [B] columns as one [B, T] tensor, or None when nothing was kept."""
+    return torch.stack(columns, dim=1) if columns else None
