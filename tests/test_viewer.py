@@ -20,13 +20,14 @@ from selenium.webdriver.support.ui import Select
 
 from tests.viewer_support import chromium, console, open_view, screenshot, wait_ready
 
-SUMS = [(12, 34), (5, 7), (40, 9), (23, 23), (8, 61), (99, 99), (1, 2), (17, 4), (97, 98), (50, 25)]
+SUMS = [(12, 34), (5, 7), (40, 90), (23, 23), (80, 61), (99, 99), (1, 2), (17, 4), (97, 98), (50, 75)]
 
 
 @pytest.fixture(scope="module")
 def demo_run(arithmetic_model_dir, tmp_path_factory):
     """4 steps of the demo model on 10 sums (3 prompts x 4 completions per step, so prompts
-    come back), up to 3 new tokens (3-digit answers are cut: truncated rows)."""
+    come back), up to 3 new tokens (half the answers have 3 digits and are cut: truncated rows;
+    4 of the 10 are held out, so training sees at least one of each kind)."""
     folder = tmp_path_factory.mktemp("viewer") / "run"
     data = folder.parent / "sums.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"{a}+{b}", "answer": str(a + b)}) + "\n" for a, b in SUMS))
@@ -138,7 +139,9 @@ def test_a_steps_numbers_equal_the_logs(loaded, demo_run):
 def test_filters_and_search_change_what_is_shown(loaded, demo_run):
     driver = loaded
     _, rollouts = logs(demo_run[0])
-    step = max(rollouts, key=lambda s: sum(not e for e in rollouts[s]["ended"]))  # the step with most truncated rows
+    mixed = [s for s in rollouts if 0 < sum(not e for e in rollouts[s]["ended"]) < len(rollouts[s]["ended"])]
+    assert mixed, "the fixture should give a step with both truncated and ended rows"
+    step = max(mixed, key=lambda s: sum(not e for e in rollouts[s]["ended"]))  # of those, the most truncated rows
     rec, G = rollouts[step], rollouts[step]["group_size"]
     open_view(driver, "step")
     field = driver.find_element(By.ID, "step-input")
