@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from grpokit.models.state import trainable_tensors
 from grpokit.train import checkpoint as ckpt
 from grpokit.config import Config, ConfigError
 
@@ -254,7 +255,7 @@ def test_atomic_commit_ignores_unfinished_folders(tmp_path):
     opt = torch.optim.AdamW(model.parameters())
     model(torch.ones(1, 2)).sum().backward()
     opt.step()
-    path = ckpt.save_checkpoint(root, 1, trainable=ckpt.trainable_tensors(model), optimizer_state=opt.state_dict(),
+    path = ckpt.save_checkpoint(root, 1, trainable=trainable_tensors(model), optimizer_state=opt.state_dict(),
                                 state={"x": 1}, config={}, manifest={})
     assert ckpt.latest_checkpoint(root) == path
     assert not (root / ".tmp-step-00000004-1").exists()

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from grpokit.errors import ConfigError, DataError  # noqa: F401  (DataError: re-exported)
+from grpokit.errors import DataError
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

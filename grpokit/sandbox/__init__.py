@@ -7,7 +7,8 @@
 See docs/sandbox.md for the layers and the threat model.
 """
 
+from .compare import same_output
 from .result import Limits, Result, Status
-from .runner import Sandbox, SandboxUnavailable, same_output, sandbox_problem
+from .runner import Sandbox, SandboxUnavailable, sandbox_problem
 
 __all__ = ["Limits", "Result", "Sandbox", "SandboxUnavailable", "Status", "same_output", "sandbox_problem"]

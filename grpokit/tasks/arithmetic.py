@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from grpokit.data.arithmetic import ANSWER_RE, ProblemSpec, arithmetic_reward, make_problem, make_problems, split_problems  # noqa: F401
+from grpokit.data.arithmetic import ProblemSpec, arithmetic_reward, split_problems
 from grpokit.data.records import example_prompt_ids
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>"]

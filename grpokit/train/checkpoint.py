@@ -34,7 +34,6 @@ from safetensors.torch import load_file, save_file
 
 from grpokit.config import Config, to_dict
 from grpokit.errors import CheckpointError, ConfigError
-from grpokit.models.state import check_trainable_names, load_trainable, trainable_tensors  # noqa: F401
 from grpokit.parallel.dist import Dist
 from grpokit.parallel.sharding import full_state, load_full_state, reads_weights
 from grpokit.train.logs import truncate_lines
