@@ -93,11 +93,51 @@ def _why_not_split(model) -> str | None:
     return None
 
 
+def rounding_tolerance(dtype: torch.dtype, max_abs_logit: float) -> float:
+    """How far two computations of the same log-probs may differ when their logits are rounded
+    to `dtype` (each to within half an eps, relative; a log-softmax moves by at most twice its
+    inputs' largest change): 1e-4 + 2 * eps(dtype) * max|logit|. fp32 with logits of 30: ~1e-4;
+    bf16 (eps 2^-7) with logits of 30: ~0.47, where a head that scales by 0.9 is off by ~6."""
+    return 1e-4 + 2 * torch.finfo(dtype).eps * max_abs_logit
+
+
+def _head_reason(model, rows: Rollout) -> str | None:
+    """Why the fused head does not give the model's own log-probs (None when it does): both from
+    the same final hidden states, so only what the model does after its decoder differs (a
+    logit scale or soft cap in its forward, a hook on its head) beyond the rounding of logits."""
+    T = rows.completion_ids_BT.shape[1]
+    mask_BT = rows.completion_mask_BT.bool()
+    logits_BTV = completion_logits_BTV(model, rows)
+    want_N = token_logprobs_BT(logits_BTV, rows.completion_ids_BT)[mask_BT]
+    hidden_BTH = completion_hidden_BTH(model, rows, share_prompt=False)
+    head = model.get_output_embeddings()
+    got_N = head_logprobs_N(hidden_BTH[mask_BT], head.weight, rows.completion_ids_BT[mask_BT])
+    worst = float((want_N - got_N).abs().max()) if T else 0.0
+    if worst <= rounding_tolerance(logits_BTV.dtype, float(logits_BTV.abs().max())):
+        return None
+    return f"decoder + head differs from the model's forward by {worst:.3g} (a scaled or capped head?)"
+
+
+def _shared_prompt_reason(model, rows: Rollout) -> str | None:
+    """Why running each group's prompt once does not give every row's own hidden states (None
+    when it does, to 1e-4 of their largest magnitude in fp32, 16 eps of it in a lower precision,
+    where attention with and without a cache rounds differently): catches caches that do not
+    share cleanly, whose rows get another row's prompt."""
+    shared_BTH = completion_hidden_BTH(model, rows, share_prompt=True)
+    own_BTH = completion_hidden_BTH(model, rows, share_prompt=False)
+    mask_BT1 = rows.completion_mask_BT[..., None]
+    worst = float(((shared_BTH - own_BTH).abs() * mask_BT1).max()) / max(float(own_BTH.abs().max()), 1e-30)
+    if worst <= max(1e-4, 16 * torch.finfo(own_BTH.dtype).eps):
+        return None
+    return f"the shared prompt's cache gives hidden states that differ by {worst:.3g} of their size"
+
+
 def _split_reason(model, rollout: Rollout, *, share_prompt: bool) -> str | None:
     """None when decoder + fused head (+ the shared prompt) gives the model's own log-probs, else
     why not: checked once per model on two copies of one row of the first rollout, in eval mode
-    without gradients. Catches heads that scale or soft-cap logits and caches that do not share
-    cleanly."""
+    without gradients, each part against the model's own computation with the rounding of the
+    model's dtype allowed (rounding_tolerance). Catches heads that scale or soft-cap logits and
+    caches that do not share cleanly."""
     sharded = fsdp_reason(model)  # not cached: sharding changes the model's class in place
     if sharded is not None:
         return sharded
@@ -107,13 +147,7 @@ def _split_reason(model, rollout: Rollout, *, share_prompt: bool) -> str | None:
         if reason is None:
             rows = rollout.select(torch.zeros(2, dtype=torch.long, device=rollout.lengths_B.device))
             with eval_mode(model), torch.no_grad():
-                want_BT = token_logprobs_BT(completion_logits_BTV(model, rows), rows.completion_ids_BT)
-                got_BT = _split_logprobs_BT(model, rows, temperature=1.0, chunk=256, share_prompt=share_prompt,
-                                            fused_head=True)
-            tol = 1e-4 if model.get_output_embeddings().weight.dtype == torch.float32 else 5e-2
-            worst = float(((want_BT - got_BT).abs() * rows.completion_mask_BT).max())
-            if not worst <= tol:
-                reason = f"decoder + head differs from the model's forward by {worst:.3g} (a scaled or capped head?)"
+                reason = _head_reason(model, rows) or (_shared_prompt_reason(model, rows) if share_prompt else None)
         state[share_prompt] = reason
     return state[share_prompt]
 
