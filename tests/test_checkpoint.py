@@ -263,3 +263,19 @@ def test_atomic_commit_ignores_unfinished_folders(tmp_path):
     opt2 = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())
     ckpt.load_optimizer(opt2, loaded["optimizer_tensors"], loaded["optimizer_layout"])
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_a_field_newer_than_the_checkpoint_differs_only_off_its_default():
+    from grpokit.train.checkpoint import config_differences
+
+    saved = {"algo": {"beta": 0.0}, "train": {"lr": 1e-4}}
+    defaults = {"algo": {"beta": 0.0, "dynamic_sampling": False}, "train": {"lr": 1e-4}, "alerts": {"on": True}}
+    same = {"algo": {"beta": 0.0, "dynamic_sampling": False}, "train": {"lr": 1e-4}, "alerts": {"on": True}}
+    assert config_differences(saved, same, defaults=defaults) == []
+    changed = {"algo": {"beta": 0.0, "dynamic_sampling": True}, "train": {"lr": 1e-4}, "alerts": {"on": True}}
+    assert config_differences(saved, changed, defaults=defaults) == [
+        "algo.dynamic_sampling: '<missing>' in the checkpoint, True now"]
+    # without defaults (or a field the current config lacks) every missing field differs
+    assert config_differences(saved, same) == [
+        "alerts: '<missing>' in the checkpoint, {'on': True} now",
+        "algo.dynamic_sampling: '<missing>' in the checkpoint, False now"]

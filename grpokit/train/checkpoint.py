@@ -223,14 +223,19 @@ def load_checkpoint(path: Path, weights: bool = True) -> dict:
     }
 
 
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted names of fields whose values differ between two config dicts."""
+def config_differences(saved: dict, current: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:
+    """Dotted names of fields whose values differ between two config dicts. A field the saved
+    config lacks (it was added to grpokit after the checkpoint was written) differs only when
+    the current value is not its default (`defaults`, a config dict of the same shape)."""
     out = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key, "<missing>"), current.get(key, "<missing>")
+        default = (defaults or {}).get(key, "<missing>")
         name = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, name + ".")
+            out += config_differences(a, b, name + ".", default if isinstance(default, dict) else None)
+        elif a == "<missing>" and b == default:
+            continue  # a field newer than the checkpoint, at the value the old code behaved as
         elif a != b:
             out.append(f"{name}: {a!r} in the checkpoint, {b!r} now")
     return out
@@ -292,7 +297,7 @@ def _same_run_without_checkpoint(out: Path, cfg: Config) -> bool:
 
 def binding_differences(saved: dict, cfg: Config) -> list[str]:
     """Config differences that would change the run's result (RESUME_FREE fields excluded)."""
-    diffs = config_differences(saved, to_dict(cfg))
+    diffs = config_differences(saved, to_dict(cfg), defaults=to_dict(Config()))
     return [d for d in diffs if not any(d.startswith(f + ".") or d.startswith(f + ":") for f in RESUME_FREE)]
 
 
