@@ -225,8 +225,8 @@ class AlertsConfig:
     truncated_steps: int = 5  # window of the truncation alert
     entropy_ratio: float = 0.1  # entropy collapse: completion/entropy below this fraction of its mean over the first entropy_steps steps ...
     entropy_steps: int = 10  # ... for this many steps in a row
-    flat_steps: int = 200  # reward flat: the mean of reward/total/mean over the last flat_steps/2 steps differs from the half before by less than flat_delta
-    flat_delta: float = 0.005  # see flat_steps (0 = off)
+    flat_steps: int = 200  # reward flat: the mean of reward/total/mean over flat_steps/4 steps has not risen flat_delta above its best for this many steps
+    flat_delta: float = 0.01  # see flat_steps (0 = off)
     max_kl: float = 1.0  # alert when update/kl (per token, algo.beta > 0) is above this
     max_clipped_share: float = 0.5  # alert when update/clipped_share (tokens the clip acted on) is above this
     rearm_steps: int = 50  # an alert that ended may fire again after its condition was clear this many steps

@@ -2,8 +2,10 @@
 trigger it; re-arms after its condition cleared; stays silent on the demo's rows; and a real run
 records its alerts in metrics.jsonl and summary.json."""
 
+import csv
 import json
 import math
+from pathlib import Path
 
 from grpokit.config import AlertsConfig, Config
 from grpokit.train.alerts import AlertMonitor
@@ -43,12 +45,16 @@ def test_entropy_collapse_is_measured_against_the_run_s_own_start():
     assert fired(rows(10, completion__entropy=0.7) + rows(30, start=11, completion__entropy=0.1)) == []
 
 
-def test_a_flat_reward_fires_after_its_window_and_a_rising_one_does_not():
-    assert fired(rows(250, reward__total__mean=0.3)) == [("reward_flat", 200)]
+def test_a_flat_reward_fires_after_its_patience_and_a_rising_one_does_not():
+    # the 50-step mean is full at step 50 (its first best); 200 steps without a gain of 0.01: step 250
+    assert fired(rows(300, reward__total__mean=0.3)) == [("reward_flat", 250)]
     rising = [{**r, "reward/total/mean": 0.2 + 0.001 * r["step"]} for r in rows(400)]
-    assert fired(rising) == []  # +0.1 between the halves of every 200-step window
-    noisy = [{**r, "reward/total/mean": 0.3 + (0.1 if r["step"] % 2 else -0.1)} for r in rows(250)]
-    assert fired(noisy) == [("reward_flat", 200)]  # noise around a flat mean is still flat
+    assert fired(rising) == []  # a new best (+0.011) every 11 steps
+    noisy = [{**r, "reward/total/mean": 0.3 + (0.1 if r["step"] % 2 else -0.1)} for r in rows(300)]
+    assert fired(noisy) == [("reward_flat", 250)]  # noise around a flat mean is still flat
+    late = [{**r, "reward/total/mean": 0.2 if r["step"] <= 100 else 0.35} for r in rows(400)]
+    # the 50-step mean gains 0.012 every 4 steps from 104 to its last best at 148 (48 of 50 at 0.35): 148 + 200
+    assert fired(late) == [("reward_flat", 348)]
 
 
 def test_kl_and_clip_blowups():
@@ -71,6 +77,20 @@ def test_an_alert_fires_again_only_after_its_condition_cleared_for_rearm_steps()
     seq = rows(2, **on) + rows(2, start=3, **off) + rows(1, start=5, **on) + rows(3, start=6, **off) + \
         rows(1, start=9, **on)
     assert fired(seq, cfg) == [("kl_blowup", 1), ("kl_blowup", 9)]
+
+
+def test_silent_on_three_whole_demo_runs():
+    """tests/data/demo_metrics.csv: the alert metrics of `make demo` at --train.seed 0, 1, 2 (600
+    steps each; the runs behind the README's figures), 5 significant digits."""
+    with open(Path(__file__).parent / "data" / "demo_metrics.csv") as fh:
+        table = list(csv.DictReader(fh))
+    for seed in "012":
+        demo = [{k: int(v) if k in ("step", "update/nonfinite_steps") else float(v) for k, v in r.items() if k != "seed"}
+                for r in table if r["seed"] == seed]
+        assert len(demo) == 600 and fired(demo) == [], seed
+        # the same rows with their reward frozen after step 300 do fire: the rule can see a stall here
+        frozen = [{**r, "reward/total/mean": demo[299]["reward/total/mean"]} if r["step"] > 300 else r for r in demo]
+        assert [kind for kind, _ in fired(frozen)] == ["reward_flat"], seed
 
 
 def test_silent_on_the_demo_s_first_steps_and_recorded_by_a_run_that_triggers_one(arithmetic_model_dir, tmp_path):
@@ -100,3 +120,6 @@ def test_silent_on_the_demo_s_first_steps_and_recorded_by_a_run_that_triggers_on
     assert json.loads((tmp_path / "alert" / "summary.json").read_text())["alerts"] == [alert]
     assert [line for line in lines if line.startswith("alert")] == [
         f"alert at step 3: {alert['message']}; {alert['fix']}"]
+    from grpokit.viewer.data import load_run
+
+    assert [a["step"] for a in load_run(tmp_path / "alert").alerts] == [3]  # listed once, not once per file

@@ -63,3 +63,18 @@ def test_the_demo_s_preflight_says_will_learn_and_changes_nothing(arithmetic_mod
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "model").state_dict()
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "b" / "model").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_under_torchrun_every_rank_stops_on_rank_0_s_verdict(arithmetic_model_dir, tmp_path):
+    from tests.test_distributed import _torchrun
+
+    reward = tmp_path / "const.py"
+    reward.write_text(CONSTANT)
+    out = tmp_path / "run"
+    proc = _torchrun(["-m", "grpokit", *train_args(arithmetic_model_dir, out, "--reward.names", f"{reward}:constant",
+                                                   "--rollout.prompts-per-step", "4")], timeout=300)
+    assert proc.returncode != 0
+    assert proc.stdout.count("verdict: will not learn (exit status 2)") == 1, proc.stdout + proc.stderr[-3000:]
+    assert "exitcode  : 2" in proc.stderr or "exit code 2" in proc.stderr or "exitcode: 2" in proc.stderr, \
+        proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["doctor.json"]

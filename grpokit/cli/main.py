@@ -63,7 +63,8 @@ def cmd_train(argv: list[str]) -> int:
         apply_process_settings(cfg)
         run_training(cfg)
     except WillNotLearn as exc:
-        print(exc)
+        if str(exc):  # the doctor's table, from rank 0 only
+            print(exc)
         return 2
     except (ConfigError, RewardError) as exc:
         print(f"grpokit: config error: {exc}", file=sys.stderr)

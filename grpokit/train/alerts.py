@@ -14,8 +14,9 @@ The conditions (thresholds: grpokit.config.AlertsConfig; README "Will it learn?"
   above ``truncated_share``.
 * ``entropy_collapse``: ``completion/entropy`` below ``entropy_ratio`` x its mean over the first
   ``entropy_steps`` steps, for ``entropy_steps`` steps in a row (the policy stopped exploring).
-* ``reward_flat``: over the last ``flat_steps`` steps, the mean ``reward/total/mean`` of the later
-  half differs from the earlier half's by less than ``flat_delta``.
+* ``reward_flat``: the mean of ``reward/total/mean`` over the last ``flat_steps / 4`` steps has not
+  risen more than ``flat_delta`` above its best for ``flat_steps`` steps (a patience rule: on the
+  demo's three 600-step runs the longest such stall was 109 steps).
 * ``kl_blowup`` / ``clip_blowup``: ``update/kl > max_kl`` / ``update/clipped_share > max_clipped_share``.
 * ``nonfinite``: ``update/nonfinite_steps`` grew, or ``update/loss`` / ``update/grad_norm`` is not finite.
 """
@@ -58,7 +59,9 @@ class AlertMonitor:
 
     def __init__(self, cfg: AlertsConfig):
         self.cfg = cfg
-        self.rewards: deque[float] = deque(maxlen=cfg.flat_steps)
+        self.rewards: deque[float] = deque(maxlen=max(1, cfg.flat_steps // 4))  # the smoothed reward's window
+        self.best_reward: float | None = None
+        self.since_best = 0
         self.truncated: deque[float] = deque(maxlen=cfg.truncated_steps)
         self.first_entropy: list[float] = []
         self.zero_std_streak = self.low_entropy_streak = 0
@@ -134,14 +137,17 @@ class AlertMonitor:
         if not _finite(reward) or c.flat_delta <= 0:
             return
         self.rewards.append(reward)
-        if len(self.rewards) < c.flat_steps:
+        if len(self.rewards) < self.rewards.maxlen:
             return
-        values = list(self.rewards)
-        half = len(values) // 2
-        change = _mean(values[half:]) - _mean(values[:half])
-        if abs(change) < c.flat_delta:
+        mean = _mean(self.rewards)
+        if self.best_reward is None or mean > self.best_reward + c.flat_delta:
+            self.best_reward, self.since_best = mean, 0
+        else:
+            self.since_best += 1
+        if self.since_best >= c.flat_steps:
             yield "reward_flat", (
-                f"mean reward {_mean(values[half:]):.3f} moved {change:+.4f} over the last {c.flat_steps} steps",
+                f"the {len(self.rewards)}-step mean reward ({mean:.3f}) has not risen {c.flat_delta:g} above its "
+                f"best ({self.best_reward:.3f}) for {self.since_best} steps",
                 "learning has stalled: raise train.lr, check the reward on `grpokit view`, or stop the run")
 
     def _blowups(self, row: dict):

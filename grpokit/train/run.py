@@ -172,9 +172,10 @@ def _preflight(run: Run, log) -> None:
     c = run.cfg.doctor
     path, start = Path(c.output or run.out / "doctor.json"), time.perf_counter()
     code, table, f = check_run(run.trainer, run.eval_examples, c.preflight_prompts, path)
-    if code == 2:
+    if code == 2:  # every rank stops (the findings are rank 0's); rank 0 says why
         raise WillNotLearn(f"{table}\nthe pre-flight stopped the run before step 1 ({path}; `grpokit doctor` "
-                           "checks more prompts; --doctor.no-preflight skips the check)")
+                           "checks more prompts; --doctor.no-preflight skips the check)" if run.trainer.dist.is_main
+                           else "")
     if code == 1:
         log("\n".join(line for line in table.splitlines() if line.startswith(("  WARN", "  FAIL"))))
     G, g = f["group_size"], f["groups"]
