@@ -209,7 +209,7 @@ class DoctorConfig:
     output: str = ""  # path of doctor.json ("" = output_dir/doctor.json; ./doctor.json when output_dir is "")
     measure_step: bool = True  # time one full step (rollout, scoring, update) on the longest prompts; weights, optimiser and order are restored after it
     memory_limit_gib: float = 0.0  # a step whose peak memory (CUDA on a GPU, else host RSS) is over this will not fit: 'will not learn' (0 = no limit)
-    truncated_fail: float = 0.5  # share of completions cut by rollout.max_new_tokens from which the run will not learn
+    truncated_fail: float = 0.5  # share of completions cut by rollout.max_new_tokens from which the run will not learn, when the longest answer does not fit in the limit or algo.mask_truncated is on (else: a warning)
     truncated_warn: float = 0.1  # ... from which the doctor warns
     equal_groups_warn: float = 0.8  # share of groups with all-equal rewards (no gradient) from which the doctor warns; all of them: will not learn
     none_fail: float = 0.5  # a reward returning None for this share of completions (or more): will not learn

@@ -66,7 +66,8 @@ def test_max_new_tokens_too_short_for_the_answers(arithmetic_model_dir, tmp_path
     cfg.rollout.max_new_tokens = 2  # answers are up to 3 digits, plus the end token
     code, report, text = run(cfg)
     assert code == 2 and "truncation" in checks(report), text
-    limit = int(re.search(r"hit rollout.max_new_tokens=2: raise rollout.max_new_tokens to >= (\d+)", text).group(1))
+    limit = int(re.search(r"hit rollout.max_new_tokens=2 \(the longest answer alone needs 3\): "
+                          r"raise rollout.max_new_tokens to >= (\d+)", text).group(1))
     answers = report["findings"]["length"]["answer_tokens_max"]
     assert answers == 3 and limit >= answers + 1  # room for the longest answer and its end token
     assert "verdict: will not learn (exit status 2)" in text
@@ -149,9 +150,15 @@ def test_thresholds_decide_warnings_and_failures():
     assert find_problems(findings(), c) == []
     warn = find_problems(findings(length={**findings()["length"], "truncated_share": 0.2}), c)
     assert [p.severity for p in warn] == ["warn"] and exit_code(warn) == 1
-    fail = find_problems(findings(length={**findings()["length"], "truncated_share": 0.87}), c)
-    assert fail[0].line() == ("  FAIL  87% of completions hit rollout.max_new_tokens=8: raise rollout.max_new_tokens "
-                              "to >= 16") and exit_code(fail) == 2
+    cut = {**findings()["length"], "truncated_share": 0.87}
+    runs_on = find_problems(findings(length=cut), c)  # the answers fit: the cut completions may still earn
+    assert [p.severity for p in runs_on] == ["warn"]
+    fail = find_problems(findings(length=cut, mask_truncated=True), c)
+    assert fail[0].line() == ("  FAIL  87% of completions hit rollout.max_new_tokens=8 (algo.mask_truncated leaves "
+                              "them out of the loss): raise rollout.max_new_tokens to >= 16") and exit_code(fail) == 2
+    long_answers = find_problems(findings(length={**cut, "answer_tokens_max": 9}), c)
+    assert long_answers[0].text == ("87% of completions hit rollout.max_new_tokens=8 (the longest answer alone "
+                                    "needs 9)") and exit_code(long_answers) == 2
     none = findings(rewards={"r": {**findings()["rewards"]["r"], "none_share": 0.4}})
     assert [(p.check, p.severity) for p in find_problems(none, c)] == [("reward_none", "warn")]
     assert "returned None for 40%" in find_problems(none, c)[0].text

@@ -4,7 +4,9 @@ the exit status (0 = will learn, 1 = warnings, 2 = will not learn); the console 
 The rules (thresholds: grpokit.config.DoctorConfig, README "Will it learn?"):
 
 * truncation: the share of completions that hit rollout.max_new_tokens, from doctor.truncated_fail
-  (will not learn) or doctor.truncated_warn (warning). The suggested limit is
+  will not learn when the longest reference answer does not fit in the limit or algo.mask_truncated drops
+  the cut completions from the loss (else a warning), from doctor.truncated_warn a warning. The
+  suggested limit is
   max(2 x the limit, ceil(1.5 x needed)), where needed is the longest completion that ended, or
   the longest reference answer in tokens + 1 (its end token), whichever is larger.
 * a reward failing (raising, or returning a non-number) on more than reward.max_fail_share of the
@@ -54,12 +56,19 @@ def suggested_max_new_tokens(length: dict) -> int:
 
 
 def truncation_problems(f: dict, c: DoctorConfig) -> list[Problem]:
+    """Truncation from doctor.truncated_fail stops learning when the reference answers do not fit
+    in the limit, or when algo.mask_truncated leaves those completions out of the loss; else (a
+    story that runs on, say) it is a warning, and what it costs shows in the pass and group checks."""
     length = f["length"]
     share, limit = length["truncated_share"], length["max_new_tokens"]
     if share < c.truncated_warn or share == 0:
         return []
-    severity = "fail" if share >= c.truncated_fail else "warn"
-    return [Problem(severity, "truncation", f"{share:.0%} of completions hit rollout.max_new_tokens={limit}",
+    answers = length["answer_tokens_max"]
+    blocking = (answers is not None and answers > limit) or f.get("mask_truncated", False)
+    severity = "fail" if share >= c.truncated_fail and blocking else "warn"
+    why = f" (the longest answer alone needs {answers})" if answers is not None and answers > limit else \
+        " (algo.mask_truncated leaves them out of the loss)" if blocking else ""
+    return [Problem(severity, "truncation", f"{share:.0%} of completions hit rollout.max_new_tokens={limit}{why}",
                     f"raise rollout.max_new_tokens to >= {suggested_max_new_tokens(length)}")]
 
 
@@ -95,8 +104,11 @@ def group_problems(f: dict, c: DoctorConfig) -> list[Problem]:
                            f"(pass@{G} = 0, pass rule: {f['pass_rule']})",
                            "the task is too hard for this model: lower the difficulty, warm-start (SFT) the model, "
                            "or raise rollout.group_size"))
+    cut = f["length"]["truncated_share"] >= c.truncated_fail
     if share >= 1:
-        why = ("every completion passes (pass@1 = 1): make the task harder" if g["pass@1"] >= 1 else
+        why = (f"most completions are cut by rollout.max_new_tokens: raise it to >= "
+               f"{suggested_max_new_tokens(f['length'])} first" if cut and pass_g == 0 else
+               "every completion passes (pass@1 = 1): make the task harder" if g["pass@1"] >= 1 else
                "the task is too hard for this model: lower the difficulty or warm-start" if pass_g == 0 else
                "the reward does not separate completions: give it more levels (partial credit) or raise "
                "rollout.group_size")
