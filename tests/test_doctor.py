@@ -30,11 +30,12 @@ def rewards_file(tmp_path):
     return path
 
 
-def doctor_config(model_dir, tmp_path) -> Config:
+def doctor_config(model_dir, tmp_path, measure: bool = False) -> Config:
+    """The demo's config on 8 prompts; the step is measured only where a test needs it (faster)."""
     cfg = Config(output_dir=str(tmp_path / "run"))
     cfg.model.name_or_path = str(model_dir)
     cfg.data.eval_size = 16
-    cfg.doctor.prompts = 8
+    cfg.doctor.prompts, cfg.doctor.measure_step = 8, measure
     return cfg
 
 
@@ -50,7 +51,7 @@ def checks(report: dict, severity: str = "fail") -> set[str]:
 
 
 def test_the_demo_will_learn(arithmetic_model_dir, tmp_path):
-    code, report, text = run(doctor_config(arithmetic_model_dir, tmp_path))
+    code, report, text = run(doctor_config(arithmetic_model_dir, tmp_path, measure=True))
     assert code == 0, text
     assert report["verdict"] == "will learn" and report["exit_status"] == 0
     f = report["findings"]
@@ -104,7 +105,7 @@ def test_a_reward_that_raises_on_most_calls(arithmetic_model_dir, tmp_path, rewa
 
 
 def test_a_batch_over_the_memory_limit(arithmetic_model_dir, tmp_path):
-    cfg = doctor_config(arithmetic_model_dir, tmp_path)
+    cfg = doctor_config(arithmetic_model_dir, tmp_path, measure=True)
     cfg.doctor.memory_limit_gib = 0.01
     code, report, text = run(cfg)
     assert code == 2 and checks(report) == {"memory"}, text
@@ -117,6 +118,7 @@ def test_the_doctor_command_exits_with_its_verdict(arithmetic_model_dir, tmp_pat
     from grpokit.cli.main import main
 
     args = ["doctor", "--model", str(arithmetic_model_dir), "--data.eval-size", "8", "--doctor.prompts", "4",
+            "--doctor.no-measure-step",
             "--doctor.output", str(tmp_path / "d.json"), "--reward.names", f"{rewards_file}:constant"]
     assert main(args) == 2
     assert "verdict: will not learn (exit status 2)" in capsys.readouterr().out
