@@ -202,6 +202,37 @@ class LogConfig:
 
 
 @dataclass
+class DoctorConfig:
+    prompts: int = 32  # `grpokit doctor`: the run's first N prompts, each sampled rollout.group_size times at the run's settings, longest first
+    preflight: bool = True  # `grpokit train` first runs a quick doctor and stops before step 1 when it says 'will not learn' (--doctor.no-preflight skips it)
+    preflight_prompts: int = 8  # prompts the training pre-flight samples
+    output: str = ""  # path of doctor.json ("" = output_dir/doctor.json; ./doctor.json when output_dir is "")
+    measure_step: bool = True  # time one full step (rollout, scoring, update) on the longest prompts; weights, optimiser and order are restored after it
+    memory_limit_gib: float = 0.0  # a step whose peak memory (CUDA on a GPU, else host RSS) is over this will not fit: 'will not learn' (0 = no limit)
+    truncated_fail: float = 0.5  # share of completions cut by rollout.max_new_tokens from which the run will not learn, when the longest answer does not fit in the limit or algo.mask_truncated is on (else: a warning)
+    truncated_warn: float = 0.1  # ... from which the doctor warns
+    equal_groups_warn: float = 0.8  # share of groups with all-equal rewards (no gradient) from which the doctor warns; all of them: will not learn
+    none_fail: float = 0.5  # a reward returning None for this share of completions (or more): will not learn
+    none_warn: float = 0.1  # ... from which the doctor warns (a reward that fails more often than reward.max_fail_share: will not learn)
+
+
+@dataclass
+class AlertsConfig:
+    enabled: bool = True  # watch every step's metrics; an alert is printed once when it starts and recorded in metrics.jsonl ('alerts') and summary.json
+    zero_std_share: float = 0.9  # a step teaches (almost) nothing when at least this share of its groups have all-equal rewards (reward/zero_std_share) ...
+    zero_std_steps: int = 20  # ... alert after this many such steps in a row
+    truncated_share: float = 0.5  # alert when completion/truncated_share, averaged over truncated_steps steps, is above this
+    truncated_steps: int = 5  # window of the truncation alert
+    entropy_ratio: float = 0.1  # entropy collapse: completion/entropy below this fraction of its mean over the first entropy_steps steps ...
+    entropy_steps: int = 10  # ... for this many steps in a row
+    flat_steps: int = 200  # reward flat: the mean of reward/total/mean over flat_steps/4 steps has not risen flat_delta above its best for this many steps
+    flat_delta: float = 0.01  # see flat_steps (0 = off)
+    max_kl: float = 1.0  # alert when update/kl (per token, algo.beta > 0) is above this
+    max_clipped_share: float = 0.5  # alert when update/clipped_share (tokens the clip acted on) is above this
+    rearm_steps: int = 50  # an alert that ended may fire again after its condition was clear this many steps
+
+
+@dataclass
 class Config:
     output_dir: str = ""  # where metrics.jsonl, summary.json, plot.png and the model go ("" = runs/DATE-TIME)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -211,6 +242,8 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 # ----------------------------------------------------------------------------- files
@@ -361,6 +394,7 @@ def validate(cfg: Config) -> Config:
           f"{len(out.reward.weights)} weights for {len(out.reward.names)} rewards")
     _check_reward_options(cfg)
     _check_algo_and_train(cfg)
+    _check_doctor_and_alerts(cfg)
     cfg.model.check()
     return out
 
@@ -394,3 +428,19 @@ def _check_algo_and_train(cfg: Config) -> None:
         _need(cfg.model.mode == "full", "train.sharding",
               f"{t.sharding} shards full fine-tuning; model.mode {cfg.model.mode!r} trains a small adapter, whose "
               "replica fits every GPU: use train.sharding none")
+
+
+def _check_doctor_and_alerts(cfg: Config) -> None:
+    d, a = cfg.doctor, cfg.alerts
+    _need(d.prompts >= 1, "doctor.prompts", f"must be >= 1, got {d.prompts}")
+    _need(d.preflight_prompts >= 1, "doctor.preflight_prompts", f"must be >= 1, got {d.preflight_prompts}")
+    _need(_number(d.memory_limit_gib) and d.memory_limit_gib >= 0, "doctor.memory_limit_gib",
+          f"must be GiB >= 0 (0 = no limit), got {d.memory_limit_gib!r}")
+    for name in ("truncated_fail", "truncated_warn", "equal_groups_warn", "none_fail", "none_warn"):
+        _need(_number(getattr(d, name)) and 0 <= getattr(d, name) <= 1, f"doctor.{name}", "must be a share in [0, 1]")
+    for name in ("zero_std_share", "truncated_share", "entropy_ratio", "max_clipped_share"):
+        _need(_number(getattr(a, name)) and 0 <= getattr(a, name) <= 1, f"alerts.{name}", "must be a share in [0, 1]")
+    for name in ("zero_std_steps", "truncated_steps", "entropy_steps", "flat_steps", "rearm_steps"):
+        _need(isinstance(getattr(a, name), int) and getattr(a, name) >= 1, f"alerts.{name}", "must be an integer >= 1")
+    _need(_number(a.flat_delta) and a.flat_delta >= 0, "alerts.flat_delta", "must be >= 0 (0 = off)")
+    _need(_number(a.max_kl) and a.max_kl > 0, "alerts.max_kl", f"must be > 0, got {a.max_kl!r}")

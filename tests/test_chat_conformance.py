@@ -107,6 +107,7 @@ def run_config(folder: Path, data: Path, out: Path, template_kwargs: dict):
     cfg.reward.names, cfg.reward.weights = ["math", "think_format"], [1.0, 0.5]
     cfg.train.steps, cfg.train.lr, cfg.train.warmup_steps, cfg.train.eval_every = 2, 1e-3, 0, 0
     cfg.log.progress, cfg.log.tensorboard, cfg.log.plot = False, False, False
+    cfg.doctor.preflight = False  # a random tiny model solves nothing (the pre-flight stops that): mechanics only
     return cfg
 
 

@@ -11,6 +11,7 @@ USAGE = """usage: grpokit COMMAND [options]
 
 commands:
   train    train with GRPO (no options: the built-in arithmetic demo)
+  doctor   will this run learn? checks a train config before any training (exit 0 / 1 warnings / 2 will not learn)
   sample   answer prompts with a model (chat template, same sampling options; interactive without prompts)
   eval     score a model on a preset or data file: accuracy, pass@k, before/after (--eval.compare)
   view     see a run's metrics and completions in a browser (one HTML file, or --serve)
@@ -18,14 +19,17 @@ commands:
 `grpokit COMMAND --help` lists the options of a command."""
 
 TRAIN_DESCRIPTION = "Train with GRPO."
+DOCTOR_DESCRIPTION = ("Will this run learn? Samples the run's first doctor.prompts prompts at its exact settings, "
+                      "scores them, times one full step, and names each problem with its fix (same config and flags "
+                      "as train). Exit status 0 = will learn, 1 = warnings, 2 = will not learn.")
 
 
-def parse_config(argv: list[str], prog: str = "grpokit train"):
+def parse_config(argv: list[str], prog: str = "grpokit train", description: str = TRAIN_DESCRIPTION):
     """The training Config from defaults, an optional YAML file, then command-line overrides."""
     from grpokit.cli.args import parse_command
     from grpokit.config import Config
 
-    return parse_command(Config, argv, prog=prog, description=TRAIN_DESCRIPTION)
+    return parse_command(Config, argv, prog=prog, description=description)
 
 
 def apply_process_settings(cfg, log=print) -> list[str]:
@@ -51,12 +55,17 @@ def apply_process_settings(cfg, log=print) -> list[str]:
 
 def cmd_train(argv: list[str]) -> int:
     from grpokit.errors import CheckpointError, ConfigError, RewardError
+    from grpokit.train.doctor_report import WillNotLearn
     from grpokit.train.run import run_training
 
     try:
         cfg = parse_config(argv)
         apply_process_settings(cfg)
         run_training(cfg)
+    except WillNotLearn as exc:
+        if str(exc):  # the doctor's table, from rank 0 only
+            print(exc)
+        return 2
     except (ConfigError, RewardError) as exc:
         print(f"grpokit: config error: {exc}", file=sys.stderr)
         return 2
@@ -69,9 +78,23 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
+def cmd_doctor(argv: list[str]) -> int:
+    """`grpokit doctor`: the same config and flags as train; exit 0 / 1 / 2 (docs/doctor.md)."""
+    from grpokit.errors import ConfigError, RewardError
+    from grpokit.train.run import run_doctor
+
+    try:
+        cfg = parse_config(argv, prog="grpokit doctor", description=DOCTOR_DESCRIPTION)
+        apply_process_settings(cfg, log=lambda *a: None)
+        return run_doctor(cfg)
+    except (ConfigError, RewardError) as exc:
+        print(f"grpokit: config error: {exc}", file=sys.stderr)
+        return 2
+
+
 # name -> "module:function"; each command's module is imported only when it runs.
-COMMANDS = {"train": "grpokit.cli.main:cmd_train", "sample": "grpokit.cli.sample:main",
-            "eval": "grpokit.cli.eval:main"}
+COMMANDS = {"train": "grpokit.cli.main:cmd_train", "doctor": "grpokit.cli.main:cmd_doctor",
+            "sample": "grpokit.cli.sample:main", "eval": "grpokit.cli.eval:main"}
 COMMANDS["view"] = "grpokit.viewer.cli:main"
 
 

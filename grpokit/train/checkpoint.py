@@ -264,7 +264,7 @@ def prepare_output_dir(cfg: Config) -> tuple[Path, Path | None]:
         if not (found / "manifest.json").is_file():
             raise ConfigError(f"train.resume: {found} is not a complete checkpoint")
         return out, found
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != "doctor.json" for p in out.iterdir()):  # a doctor's report is no run
         raise ConfigError(f"output_dir: {out} already holds files from another run; choose another "
                           "--output-dir, or continue it with --train.resume auto")
     out.mkdir(parents=True, exist_ok=True)

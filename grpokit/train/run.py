@@ -3,6 +3,7 @@ stoppable by a signal), evaluate after, report."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -27,6 +28,9 @@ from grpokit.parallel.sharding import full_model_state, shard_for_training
 from grpokit.policy.reference import build_reference
 from grpokit.rewards import RewardScorer, resolve_reward
 from grpokit.train import checkpoint as ckpt
+from grpokit.train.alerts import AlertMonitor
+from grpokit.train.doctor import diagnose
+from grpokit.train.doctor_report import VERDICTS, WillNotLearn, exit_code, find_problems, format_report, write_report
 from grpokit.train.logs import MetricsLog, NullLog, plot_run, truncate_lines
 from grpokit.train.trainer import Trainer
 
@@ -56,9 +60,11 @@ class StopRequested:
             signal.signal(sig, old)
 
 
-def build_scorer(cfg: Config) -> RewardScorer:
+def build_scorer(cfg: Config, max_fail_share: float | None = None) -> RewardScorer:
+    """The run's rewards (max_fail_share: reward.max_fail_share unless given)."""
+    share = cfg.reward.max_fail_share if max_fail_share is None else max_fail_share
     return RewardScorer(list(cfg.reward.names), list(cfg.reward.weights), kwargs=reward_kwargs(cfg, cfg.reward.names),
-                        max_fail_share=cfg.reward.max_fail_share, workers=cfg.reward.workers)
+                        max_fail_share=share, workers=cfg.reward.workers)
 
 
 def reward_kwargs(cfg: Config, names) -> dict[str, dict]:
@@ -100,9 +106,11 @@ def _quiet(*args, **kwargs) -> None:
     return None
 
 
-def run_training(cfg: Config, log=print) -> dict:
-    """A whole run (module docstring); its summary, or why it stopped early. Raises ConfigError
-    (bad config, data or output folder) before any model loads."""
+@contextlib.contextmanager
+def _session(cfg: Config, log):
+    """(checked config, process group, scorer, log) for a command that loads the run's model;
+    every config, data and reward-name problem raises ConfigError before any model loads. On the
+    way out the scorer's workers stop and the process group is left."""
     cfg = validate(cfg)
     validate_data_config(cfg.data)
     scorer = build_scorer(cfg)  # unknown reward names fail here, before any model loads
@@ -112,15 +120,81 @@ def run_training(cfg: Config, log=print) -> dict:
     except ConfigError:
         d.shutdown(clean=False)
         raise
-    log = log if d.is_main else _quiet
     clean = False
     try:
-        result = _run(cfg, d, scorer, log)
+        yield cfg, d, scorer, (log if d.is_main else _quiet)
         clean = True
-        return result
     finally:
         scorer.close()
         d.shutdown(clean=clean)
+
+
+def run_training(cfg: Config, log=print) -> dict:
+    """A whole run (module docstring); its summary, or why it stopped early. Raises ConfigError
+    (bad config, data or output folder) before any model loads, and WillNotLearn (the doctor's
+    table) when the pre-flight finds the run cannot learn, before step 1."""
+    with _session(cfg, log) as (cfg, d, scorer, log):
+        return _run(cfg, d, scorer, log)
+
+
+def run_doctor(cfg: Config, log=print) -> int:
+    """`grpokit doctor`: the doctor's table on the console and doctor.json (doctor.output, else
+    output_dir/doctor.json, else ./doctor.json); nothing trains. Returns the exit status:
+    0 = will learn, 1 = warnings, 2 = will not learn."""
+    with _session(cfg, log) as (cfg, d, scorer, log):
+        trainer, eval_examples = build_trainer(cfg, d, scorer, log)
+        path = Path(cfg.doctor.output or Path(cfg.output_dir or ".") / "doctor.json")
+        code, table, _ = check_run(trainer, eval_examples, cfg.doctor.prompts, path)
+        log(table)
+        log(f"details: {path}")
+        return code
+
+
+def check_run(trainer: Trainer, eval_examples: list[dict], prompts: int, path: Path) -> tuple[int, str, dict]:
+    """The doctor (train/doctor.py) on the run `trainer` is about to make: (exit status, table,
+    findings) on every rank; rank 0 writes doctor.json at `path`. Rewards are scored by a copy
+    of the run's scorer whose failures are counted, not fatal."""
+    cfg = trainer.cfg
+    judge_name, judge = cfg.reward.accuracy_reward or cfg.reward.names[0], accuracy_judge(cfg)
+    with build_scorer(cfg, max_fail_share=1.0) as lenient:
+        findings = diagnose(trainer, lenient, judge_name, judge, prompts=prompts, eval_examples=eval_examples,
+                            evaluate=lambda examples: evaluate_held_out(trainer, examples, judge),
+                            measure=cfg.doctor.measure_step)
+    problems = find_problems(findings, cfg.doctor)
+    if trainer.dist.is_main:
+        write_report(path, findings, problems)
+    return exit_code(problems), format_report(findings, problems), findings
+
+
+def _preflight(run: Run, log) -> None:
+    """The quick doctor before step 1 (doctor.preflight): raises WillNotLearn with its table, or
+    logs one line."""
+    c = run.cfg.doctor
+    path, start = Path(c.output or run.out / "doctor.json"), time.perf_counter()
+    code, table, f = check_run(run.trainer, run.eval_examples, c.preflight_prompts, path)
+    if code == 2:  # every rank stops (the findings are rank 0's); rank 0 says why
+        raise WillNotLearn(f"{table}\nthe pre-flight stopped the run before step 1 ({path}; `grpokit doctor` "
+                           "checks more prompts; --doctor.no-preflight skips the check)" if run.trainer.dist.is_main
+                           else "")
+    if code == 1:
+        log("\n".join(line for line in table.splitlines() if line.startswith(("  WARN", "  FAIL"))))
+    G, g = f["group_size"], f["groups"]
+    total = f["projection"]["total_seconds"]
+    log(f"pre-flight: {VERDICTS[code]} ({f['prompts']} prompts x {G}: truncated {f['length']['truncated_share']:.0%}, "
+        f"equal-reward groups {g['equal_groups_share']:.0%}, pass@{G} {g[f'pass@{G}']:.2f}"
+        + (f", whole run ~{total / 60:.1f} min" if total is not None else "")
+        + f"; {time.perf_counter() - start:.1f} s; {path.name})")
+
+
+def evaluate_held_out(trainer: Trainer, examples: list[dict], judge) -> dict:
+    """Greedy evaluation on held-out examples by rank 0 (eval/accuracy NaN elsewhere). Every
+    rank calls it (a sharded model is gathered on all of them first)."""
+    t, r = trainer, trainer.cfg.rollout
+    with t.sharding.gathered(t.model):
+        if not t.dist.is_main:
+            return {"eval/accuracy": math.nan}
+        return held_out_metrics(t.model, t.tokenizer, examples, judge, max_new_tokens=r.max_new_tokens,
+                                stop_token_ids=r.stop_token_ids)
 
 
 @dataclass
@@ -137,23 +211,15 @@ class Run:
     accuracy_before: float = math.nan
 
     def evaluate(self) -> dict:
-        """Greedy evaluation on the held-out examples by rank 0 (eval/accuracy NaN elsewhere).
-        Every rank calls it (a sharded model is gathered on all of them first)."""
-        t, cfg = self.trainer, self.cfg
-        with t.sharding.gathered(t.model):
-            if not t.dist.is_main:
-                return {"eval/accuracy": math.nan}
-            return held_out_metrics(t.model, t.tokenizer, self.eval_examples, self.judge,
-                                    max_new_tokens=cfg.rollout.max_new_tokens, stop_token_ids=cfg.rollout.stop_token_ids)
+        return evaluate_held_out(self.trainer, self.eval_examples, self.judge)
 
     def save(self) -> Path:
         return ckpt.save_run(self.trainer, self.out, fingerprint=self.fingerprint, state={
             "accuracy_before": self.accuracy_before, "log_rows": self.metrics.line_counts()})
 
 
-def _start(cfg: Config, d: Dist, scorer, log) -> tuple[Run, Path | None]:
-    """Output folder, data, model (sharded when asked), reference and trainer."""
-    out, resume_from = ckpt.agree_output_dir(cfg, d)
+def build_trainer(cfg: Config, d: Dist, scorer, log) -> tuple[Trainer, list[dict]]:
+    """Data, model (sharded when asked), reference and trainer; (trainer, held-out examples)."""
     torch.manual_seed(cfg.train.seed)
     tokenizer, model, train_examples, eval_examples = _load(cfg, d, log)
     reference = build_reference(model, cfg)  # a frozen copy is made before sharding, then sharded too
@@ -161,8 +227,15 @@ def _start(cfg: Config, d: Dist, scorer, log) -> tuple[Run, Path | None]:
     trainer = Trainer(cfg, model, tokenizer, train_examples, scorer, reference=reference, dist=d,
                       prompt_order=make_prompt_order(cfg.data, len(train_examples)), sharding=sharding)
     log(f"rollout: a completion ends at any of {describe_ids(tokenizer, trainer.stop_ids)}")
+    return trainer, eval_examples
+
+
+def _start(cfg: Config, d: Dist, scorer, log) -> tuple[Run, Path | None]:
+    """Output folder, then the trainer (build_trainer)."""
+    out, resume_from = ckpt.agree_output_dir(cfg, d)
+    trainer, eval_examples = build_trainer(cfg, d, scorer, log)
     judge = accuracy_judge(cfg)
-    return Run(cfg, out, trainer, eval_examples, judge, ckpt.data_fingerprint(train_examples)), resume_from
+    return Run(cfg, out, trainer, eval_examples, judge, ckpt.data_fingerprint(trainer.examples)), resume_from
 
 
 def _begin(run: Run, resume_from: Path | None, log) -> None:
@@ -192,10 +265,12 @@ def _run(cfg: Config, d: Dist, scorer, log) -> dict:
     start = time.perf_counter()
     run, resume_from = _start(cfg, d, scorer, log)
     trainer, out = run.trainer, run.out
+    if resume_from is None and cfg.doctor.preflight:
+        _preflight(run, log)
     _begin(run, resume_from, log)
     try:
         with StopRequested(log) as stop:
-            stopped = _loop(run, stop)
+            stopped = _loop(run, stop, log)
         if stopped:
             path = run.save()
             log(f"stopped ({stopped}) after step {trainer.step_idx}; checkpoint {path}. "
@@ -220,7 +295,8 @@ def _finish(run: Run, acc_after: float, start: float, log, weights=None) -> dict
     save_outputs(trainer.model, trainer.tokenizer, cfg, out / "model", state_dict=weights)
     summary = {"accuracy_before": run.accuracy_before, "accuracy_after": acc_after, "steps": trainer.step_idx,
                "wall_seconds": round(time.perf_counter() - start, 2), "nonfinite_steps": trainer.nonfinite_total,
-               "output_dir": str(out)}
+               "output_dir": str(out),
+               "alerts": [a for row in run.metrics.all_rows() for a in row.get("alerts", [])]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "metrics.jsonl", "a") as fh:
         fh.write(json.dumps({"step": trainer.step_idx, "eval/accuracy": acc_after}) + "\n")
@@ -231,9 +307,11 @@ def _finish(run: Run, acc_after: float, start: float, log, weights=None) -> dict
     return summary
 
 
-def _loop(run: Run, stop: StopRequested) -> str | None:
+def _loop(run: Run, stop: StopRequested, log) -> str | None:
     """Steps until the end; returns why it stopped early (a signal, stop_at_step) or None."""
     from tqdm import tqdm
+
+    monitor = AlertMonitor(run.cfg.alerts) if run.cfg.alerts.enabled else None
 
     trainer, t = run.trainer, run.cfg.train
     bar = tqdm(total=t.steps, initial=trainer.step_idx, disable=not run.cfg.log.progress, desc="GRPO",
@@ -244,6 +322,10 @@ def _loop(run: Run, stop: StopRequested) -> str | None:
             row = trainer.step()
             if t.eval_every and row["step"] % t.eval_every == 0 and row["step"] < t.steps:
                 row.update(run.evaluate())
+            for alert in monitor.update(row) if monitor else []:
+                row.setdefault("alerts", []).append(alert.to_dict())
+                with tqdm.external_write_mode():
+                    log(alert.line())
             run.metrics.write(row, rollout=trainer.last_record)
             if trainer.nonfinite_in_a_row >= t.max_nonfinite_steps:
                 raise FloatingPointError(

@@ -168,7 +168,9 @@ def load_run(folder: str | Path) -> RunData:
     summary = loaded["summary.json"]
     for entry in summary.get("alerts") or [] if isinstance(summary, dict) else []:
         if isinstance(entry, dict) and isinstance(entry.get("step"), int):
-            alerts.append({"step": entry["step"], "text": _alert_text(entry)})
+            alert = {"step": entry["step"], "text": _alert_text(entry)}
+            if alert not in alerts:  # a run records each alert in both files
+                alerts.append(alert)
     run = RunData(folder, loaded["config.json"], summary, columns, alerts)
     _scan_rollouts(run)
     return run
