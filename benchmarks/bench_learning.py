@@ -15,13 +15,17 @@ no KL. Each system keeps its own loss and advantage scaling:
   configured for the CPU as benchmarks/trl_runner.py explains (fp32, no gradient checkpointing).
 
 Every `--eval-every` steps the model's greedy accuracy on the demo's 200 held-out problems is
-measured; that time is left out of the training wall time and reported on its own. Each run is a
-process of its own (`--worker`); the runs of one seed are interleaved with the other systems'
-(the order rotates per seed) so that load from other processes hits all systems alike.
+measured; that time is left out of the training time and reported on its own. Each run is a
+process of its own (`--worker`) with one torch thread (`--threads`); `--parallel` runs start
+together (the order rotates per seed), so load from other processes hits all systems alike.
+Training time is measured twice: wall seconds, and the process's CPU seconds. On a machine
+shared with other work the wall time of a run mostly measures its neighbours; the CPU seconds of
+a one-thread process are what it would take alone on one core, so the summary and the plot use
+them, and give the wall time beside them.
 
 For each seed the summary gives every system's start and final accuracy, training seconds, and
 the training seconds at which it first reached TRL's final accuracy of that seed (its "target");
-`ds_vs_trl_time` is grpokit_ds's time to the target over TRL's whole training time.
+`ds_vs_trl_cpu` (`_wall`) is grpokit_ds's time to the target over TRL's whole training time.
 """
 
 from __future__ import annotations
@@ -241,6 +245,22 @@ def summarise(runs: dict) -> dict:
     return out
 
 
+def markdown(summary: dict) -> str:
+    """The summary as a Markdown table: one row per seed and system."""
+    lines = ["| seed | system | accuracy start → final | training CPU s (wall s) | CPU s (wall s) to TRL's final "
+             "accuracy | dynamic sampling: rounds/step, extra rounds' s |", "| --- | --- | --- | --- | --- | --- |"]
+    for seed, row in summary.items():
+        for name in ("trl", "grpokit", "grpokit_ds"):
+            r = row[name]
+            cpu, wall = r["cpu_to_target"], r["wall_to_target"]
+            reach = "never" if cpu is None else f"{cpu:.1f} ({wall:.1f})"
+            ds = f"{r['rounds_per_step']}, {r['extra_rounds_s']}" if "rounds_per_step" in r else ""
+            lines.append(f"| {seed} | {name} | {r['start']:.3f} → {r['final']:.3f} | {r['train_cpu_s']} ({r['train_s']}) "
+                         f"| {reach} | {ds} |")
+        lines.append(f"| {seed} | grpokit_ds / TRL time | | | {row['ds_vs_trl_cpu']} ({row['ds_vs_trl_wall']}) | |")
+    return "\n".join(lines)
+
+
 def plot(runs: dict, path: Path) -> None:
     import matplotlib
 
@@ -303,9 +323,18 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=3, help="runs at once (3: a seed's three systems together)")
     ap.add_argument("--out", default="bench_learning.json")
     ap.add_argument("--plot", default="")
+    ap.add_argument("--report", default="", help="re-summarise a finished run's JSON (and --plot it)")
     ap.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.report:  # a finished run's JSON: its summary and table again, and the plot
+        result = json.loads(Path(args.report).read_text())
+        result["summary"] = summarise(result["runs"])
+        print(markdown(result["summary"]))
+        Path(args.report).write_text(json.dumps(result, indent=1))
+        if args.plot:
+            plot(result["runs"], Path(args.plot))
+        return
     if args.worker:
         Path(args.out).write_text(json.dumps(worker(args.worker, args.seed, args.steps, args.eval_every, args.threads)))
         return
@@ -315,7 +344,7 @@ def main() -> None:
                            "eval_every": args.eval_every, "threads": args.threads}, "runs": runs}
     if "trl" in args.systems and "grpokit_ds" in args.systems:
         result["summary"] = summarise(runs)
-        print(json.dumps(result["summary"], indent=1))
+        print(markdown(result["summary"]))
     Path(args.out).write_text(json.dumps(result, indent=1))
     if args.plot:
         plot(runs, Path(args.plot))
