@@ -233,7 +233,8 @@ def summarise(runs: dict) -> dict:
             steps = r["curve"][-1][0]
             row[name] = {"start": r["curve"][0][-1], "final": r["curve"][-1][-1], "train_s": round(r["train_s"], 1),
                          "train_cpu_s": round(r["train_cpu_s"], 1), "eval_s": round(r["eval_s"], 1),
-                         "cpu_to_target": reached(r["curve"], target, 2), "wall_to_target": reached(r["curve"], target, 1)}
+                         "cpu_to_target": reached(r["curve"], target, 2), "wall_to_target": reached(r["curve"], target, 1),
+                         "step_to_target": reached(r["curve"], target, 0)}
             if r.get("rollout/rounds"):
                 row[name]["rounds_per_step"] = round(r["rollout/rounds"] / steps, 2)
                 row[name]["extra_rounds_s"] = round(r["time/extra_rounds"], 1)
@@ -248,12 +249,12 @@ def summarise(runs: dict) -> dict:
 def markdown(summary: dict) -> str:
     """The summary as a Markdown table: one row per seed and system."""
     lines = ["| seed | system | accuracy start → final | training CPU s (wall s) | CPU s (wall s) to TRL's final "
-             "accuracy | dynamic sampling: rounds/step, extra rounds' s |", "| --- | --- | --- | --- | --- | --- |"]
+             "accuracy, and the step | dynamic sampling: rounds/step, extra rounds' wall s |", "| --- | --- | --- | --- | --- | --- |"]
     for seed, row in summary.items():
         for name in ("trl", "grpokit", "grpokit_ds"):
             r = row[name]
             cpu, wall = r["cpu_to_target"], r["wall_to_target"]
-            reach = "never" if cpu is None else f"{cpu:.1f} ({wall:.1f})"
+            reach = "never" if cpu is None else f"{cpu:.1f} ({wall:.0f}), step {r['step_to_target']}"
             ds = f"{r['rounds_per_step']}, {r['extra_rounds_s']}" if "rounds_per_step" in r else ""
             lines.append(f"| {seed} | {name} | {r['start']:.3f} → {r['final']:.3f} | {r['train_cpu_s']} ({r['train_s']}) "
                          f"| {reach} | {ds} |")
