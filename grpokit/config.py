@@ -166,6 +166,8 @@ class AlgoConfig:
     adv_eps: float = 1e-4  # added to the standard deviation before dividing (group_zscore, batch_std)
     mask_truncated: bool = False  # leave completions cut off by rollout.max_new_tokens out of the loss (DAPO's overlong filtering); they still count in their group's advantages
     skip_zero_advantage: bool = True  # do not run forward/backward on sequences whose advantage is 0 (when beta == 0)
+    dynamic_sampling: bool = False  # DAPO's dynamic sampling: train only on groups whose rewards are not all equal, sampling further rounds of prompts_per_step prompts until prompts_per_step such groups are found
+    dynamic_sampling_max_rounds: int = 3  # extra sampling rounds per step at most; when reached, the step trains on the informative groups found (fewer than prompts_per_step; none: the first round's batch)
 
 
 @dataclass
@@ -415,6 +417,8 @@ def _check_algo_and_train(cfg: Config) -> None:
     _need(a.mu >= 1, "algo.mu", f"must be >= 1, got {a.mu}")
     _need(a.beta >= 0, "algo.beta", f"must be >= 0, got {a.beta}")
     _need(a.eps_low >= 0 and a.eps_high >= 0, "algo.eps_low/eps_high", "must be >= 0")
+    _need(isinstance(a.dynamic_sampling_max_rounds, int) and a.dynamic_sampling_max_rounds >= 0,
+          "algo.dynamic_sampling_max_rounds", f"must be an integer >= 0, got {a.dynamic_sampling_max_rounds!r}")
     _need(t.steps >= 0, "train.steps", f"must be >= 0, got {t.steps}")
     _need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
     _need(t.micro_batch_size >= 1, "train.micro_batch_size", f"must be >= 1, got {t.micro_batch_size}")

@@ -9,6 +9,7 @@ Row b of every [B, ...] tensor belongs to prompt b // G.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -47,6 +48,30 @@ class Rollout:
             None if self.entropy_BT is None else self.entropy_BT[rows_B, :T],
             None if self.logprobs_BT is None else self.logprobs_BT[rows_B, :T],
         )
+
+
+def concat_rollouts(parts: list["Rollout"], pad_id: int) -> "Rollout":
+    """Rollouts of the same group size (e.g. several sampling rounds of one step) as one, rows in
+    order. Each tensor field is padded to the widest part by its shape name: `_BL` on the left
+    (prompts; pad_id for ids, 0 for masks), `_BT` on the right (pad_id for ids, 0 otherwise),
+    `_B` concatenated. A field that is None in any part is None in the result."""
+    if not parts:
+        raise ValueError("concat_rollouts needs at least one rollout")
+    if len({p.group_size for p in parts}) != 1:
+        raise ValueError(f"rollouts of different group sizes: {[p.group_size for p in parts]}")
+    out = {}
+    for f in dataclasses.fields(Rollout):
+        values = [getattr(p, f.name) for p in parts]
+        if f.name == "group_size" or any(v is None for v in values):
+            out[f.name] = values[0] if f.name == "group_size" else None
+        elif f.name.endswith(("_BL", "_BT")):
+            width, fill = max(v.shape[1] for v in values), pad_id if "ids" in f.name else 0
+            left = f.name.endswith("_BL")
+            out[f.name] = torch.cat([torch.nn.functional.pad(v, (width - v.shape[1], 0) if left else
+                                                             (0, width - v.shape[1]), value=fill) for v in values])
+        else:
+            out[f.name] = torch.cat(values)
+    return Rollout(**out)
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

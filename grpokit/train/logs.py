@@ -9,6 +9,8 @@ import math
 import os
 from pathlib import Path
 
+from grpokit.rewards.scorer import ScoreResult
+
 
 def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
@@ -109,6 +111,8 @@ Per step, with P prompts and G completions each (B = P * G rows; row b belongs t
     logprobs      [B][len] float    log-prob of each sampled token under the sampling policy
                                     (temperature-scaled, before top-k/top-p), 4 decimals
     entropies     [B][len] float    entropy of the sampling distribution at each token, 3 decimals
+    skipped_indices [*] int         algo.dynamic_sampling only: prompts sampled this step and not trained
+                                    on (all rewards equal, or beyond prompts_per_step); P = groups trained on
 
 Keys are only ever added; a reader must skip keys it does not know and tolerate missing ones
 (older logs lack everything after `rewards`)."""
@@ -163,6 +167,16 @@ def rollout_record(examples: list[dict], indices: list[int], rollout, texts: lis
         if rows is not None:
             record[key] = rows
     return record
+
+
+def merge_scores(parts: list[ScoreResult]) -> ScoreResult:
+    """ScoreResults as one (every rank's of one step, in rank order; or a step's sampling rounds):
+    completions concatenated, failures added. Its metrics() then describe them all."""
+    names = list(parts[0].components)
+    return ScoreResult(total=[x for p in parts for x in p.total],
+                       components={n: [x for p in parts for x in p.components[n]] for n in names},
+                       errors=[e for p in parts for e in p.errors],
+                       failures={n: sum(p.failures.get(n, 0) for p in parts) for n in names})
 
 
 def merge_records(parts: list[dict]) -> dict:

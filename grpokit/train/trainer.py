@@ -29,7 +29,8 @@ from grpokit.policy.reference import Reference
 from grpokit.rewards.scorer import ScoreResult
 from grpokit.rewards.overlong import completion_records
 from grpokit.rollout.generate import Rollout, eval_mode, generate
-from grpokit.train.logs import merge_records, rollout_record
+from grpokit.train.dynamic_sampling import dynamic_sampling_batch
+from grpokit.train.logs import merge_records, merge_scores, rollout_record
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):
@@ -51,21 +52,29 @@ def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> fl
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def step_generator(seed: int, step: int, rank: int, device) -> torch.Generator:
-    """Sampling RNG derived from (seed, step, rank) alone, so a resumed run samples the same."""
+def step_generator(seed: int, step: int, rank: int, device, round_: int = 0) -> torch.Generator:
+    """Sampling RNG derived from (seed, step, rank, sampling round) alone, so a resumed run samples
+    the same. Round 0 is every step's first (and, without dynamic sampling, only) round."""
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + step * 10_007 + rank * 101) % (2**63 - 1))
+    g.manual_seed((seed * 1_000_003 + step * 10_007 + rank * 101 + round_ * 1_000_000_007) % (2**63 - 1))
     return g
 
 
-def merge_scores(parts: list[ScoreResult]) -> ScoreResult:
-    """Every rank's ScoreResult of one step (in rank order) as one: completions concatenated,
-    failures added. Its metrics() then describe the global batch."""
-    names = list(parts[0].components)
-    return ScoreResult(total=[x for p in parts for x in p.total],
-                       components={n: [x for p in parts for x in p.components[n]] for n in names},
-                       errors=[e for p in parts for e in p.errors],
-                       failures={n: sum(p.failures.get(n, 0) for p in parts) for n in names})
+@dataclass
+class SampledRound:
+    """One sampling round: the P prompts drawn (global indices), this rank's share of them
+    (`local`, `examples`) with its rollout, texts and scores, and the global scores and rewards."""
+
+    indices: list[int]
+    local: list[int]
+    examples: list[dict]
+    rollout: Rollout
+    texts: list[str]
+    local_scores: ScoreResult
+    scores: ScoreResult
+    rewards_PG: torch.Tensor
+    gen_s: float
+    reward_s: float
 
 
 @dataclass
@@ -80,6 +89,7 @@ class StepBatch:
     old_logp_BT: torch.Tensor | None = None  # of rows_B, when mu > 1
     ref_logp_BT: torch.Tensor | None = None  # of rows_B, when beta > 0
     metrics: dict = field(default_factory=dict)
+    spare: Rollout | None = None  # rows for zero-weighted passes when `rollout` has none (dynamic sampling)
 
 
 class Trainer:
@@ -105,6 +115,7 @@ class Trainer:
         self.step_idx = 0
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
+        self.groups_skipped = 0  # algo.dynamic_sampling: groups sampled and not trained on, over the run
         self.last_record: dict = {}  # the last step's prompts, completions and rewards (global batch)
         check_whole_groups(cfg.rollout.prompts_per_step, self.dist.world)
         if cfg.algo.beta > 0 and reference is None:
@@ -114,30 +125,30 @@ class Trainer:
         return policy_logprobs_BT(self.model, part, temperature=self.cfg.rollout.temperature,
                                   chunk=self.cfg.train.logprob_chunk)
 
-    def _sample(self, examples: list[dict]) -> Rollout:
+    def _sample(self, examples: list[dict], round_: int = 0) -> Rollout:
         r, d = self.cfg.rollout, self.dist
         with self.sharding.gathered(self.model):  # ranks stop decoding at different steps: no per-forward collectives
             return generate(
                 self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
                 max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                generator=step_generator(self.cfg.train.seed, self.step_idx, d.rank, self.device),
+                generator=step_generator(self.cfg.train.seed, self.step_idx, d.rank, self.device, round_),
                 logprobs=self.cfg.log.rollouts,
             )
 
-    def rollout_and_score(self) -> StepBatch:
-        """Sample this rank's share of the step's prompts, score them, and build the batch.
+    def sample_round(self, round_: int = 0) -> SampledRound:
+        """Draw the next P prompts of the order, sample this rank's share of them, score them.
 
         Every rank draws the same global prompt order and keeps its own contiguous slice, so
-        whole groups stay on one rank; scores and the rollout record are gathered, so advantages
-        and metrics are computed over the global batch."""
+        whole groups stay on one rank; scores are gathered, so every rank holds the global
+        rewards_PG. The prompt order records them (a curriculum learns pass rates from them)."""
         r, d = self.cfg.rollout, self.dist
         indices = self.prompt_order.next_indices(r.prompts_per_step)
         per_rank = r.prompts_per_step // d.world
         local = indices[d.rank * per_rank:(d.rank + 1) * per_rank]
         examples = [self.examples[i] for i in local]
         t0 = time.perf_counter()
-        rollout = self._sample(examples)
+        rollout = self._sample(examples, round_)
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
         local_scores = self.scorer.score(texts, completion_records(
@@ -146,20 +157,33 @@ class Trainer:
         rewards_PG = torch.tensor([math.nan if x is None else x for x in scores.total],
                                   dtype=torch.float32).view(r.prompts_per_step, r.group_size)
         self.prompt_order.record(indices, rewards_PG)
-        batch = self.make_batch(rollout, rewards_PG)
-        self.last_record = {"indices": indices}
+        return SampledRound(indices, local, examples, rollout, texts, local_scores, scores, rewards_PG,
+                            t1 - t0, time.perf_counter() - t1)
+
+    def rollout_and_score(self) -> StepBatch:
+        """Sample and score this rank's share of the step's prompts, and build the batch
+        (advantages and metrics over the global batch). With algo.dynamic_sampling the batch is
+        the informative groups of one or more rounds (dynamic_sampling_batch)."""
+        if self.cfg.algo.dynamic_sampling:
+            return dynamic_sampling_batch(self)
+        rnd = self.sample_round()
+        batch = self.make_batch(rnd.rollout, rnd.rewards_PG)
+        self.last_record = {"indices": rnd.indices}
         if self.cfg.log.rollouts:  # a line of rollouts.jsonl (logs.ROLLOUTS_FORMAT) over the global batch
-            local_record = rollout_record(examples, local, rollout, texts, local_scores, batch.adv_B)
-            self.last_record = merge_records(d.gather_objects(local_record))
-        batch.metrics.update({"time/generation": t1 - t0, "time/reward": time.perf_counter() - t1, **scores.metrics()})
+            local_record = rollout_record(rnd.examples, rnd.local, rnd.rollout, rnd.texts, rnd.local_scores, batch.adv_B)
+            self.last_record = merge_records(self.dist.gather_objects(local_record))
+        batch.metrics.update({"time/generation": rnd.gen_s, "time/reward": rnd.reward_s, **rnd.scores.metrics()})
         return batch
 
-    def make_batch(self, rollout: Rollout, rewards_PG: torch.Tensor) -> StepBatch:
-        """Advantages from the global rewards_PG; this rank's rows are its slice of prompts."""
+    def make_batch(self, rollout: Rollout, rewards_PG: torch.Tensor, own_P: torch.Tensor | None = None) -> StepBatch:
+        """Advantages from the global rewards_PG; this rank's rows are the groups own_P of it
+        (default: its contiguous slice), in that order, as `rollout` holds them."""
         cfg, d = self.cfg, self.dist
-        per_rank = rewards_PG.shape[0] // d.world
+        if own_P is None:
+            per_rank = rewards_PG.shape[0] // d.world
+            own_P = torch.arange(d.rank * per_rank, (d.rank + 1) * per_rank)
         adv_PG = compute_advantages_PG(rewards_PG, cfg.algo.advantage, eps=cfg.algo.adv_eps)
-        adv_B = adv_PG[d.rank * per_rank:(d.rank + 1) * per_rank].reshape(-1).to(self.device)
+        adv_B = adv_PG[own_P].reshape(-1).to(self.device)
         skip = cfg.algo.skip_zero_advantage and cfg.algo.beta == 0
         rows_B = (adv_B != 0).nonzero().view(-1) if skip else torch.arange(len(adv_B), device=self.device)
         mask_BT, ent = rollout.completion_mask_BT, rollout.entropy_BT
@@ -266,7 +290,8 @@ class Trainer:
     def _zero_weighted_pass(self, batch: StepBatch) -> None:
         """Forward/backward of one row with weight 0: joins the busier ranks' collectives and adds
         nothing to the gradient."""
-        part = batch.rollout.select(torch.zeros(1, dtype=torch.long, device=self.device))
+        source = batch.rollout if len(batch.rollout.lengths_B) else batch.spare
+        part = source.select(torch.zeros(1, dtype=torch.long, device=self.device))
         (self.policy_logprobs(part).sum() * 0.0).backward()
 
     def clip_gradients(self) -> torch.Tensor:
@@ -300,10 +325,11 @@ class Trainer:
         sched = {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}
         return {"step": self.step_idx, "nonfinite_in_a_row": self.nonfinite_in_a_row,
                 "nonfinite_total": self.nonfinite_total, "prompt_order": self.prompt_order.state_dict(),
-                "scheduler": sched}
+                "scheduler": sched, "groups_skipped": self.groups_skipped}
 
     def load_state_dict(self, state: dict) -> None:
         self.step_idx = state["step"]
         self.nonfinite_in_a_row, self.nonfinite_total = state["nonfinite_in_a_row"], state["nonfinite_total"]
+        self.groups_skipped = state.get("groups_skipped", 0)  # absent from checkpoints before dynamic sampling
         self.prompt_order.load_state_dict(state["prompt_order"])
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
