@@ -25,7 +25,10 @@ RewardFn = Callable[[str, dict], "float | None"]
 
 
 def decode_completions(tokenizer, rollout: Rollout) -> list[str]:
-    """Text of each completion (its first lengths_B tokens), special tokens removed."""
+    """Text of each completion (its first lengths_B tokens), special tokens removed; of a
+    multi-turn rollout, each episode's final text (its last model turn), as rewards see it."""
+    if rollout.episodes is not None:
+        return [e.final_text for e in rollout.episodes]
     rows = [ids[: int(n)].tolist() for ids, n in zip(rollout.completion_ids_BT, rollout.lengths_B)]
     return tokenizer.batch_decode(rows, skip_special_tokens=True)
 

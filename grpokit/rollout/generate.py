@@ -29,10 +29,22 @@ class Rollout:
     group_size: int
     entropy_BT: torch.Tensor | None = None  # sampler's entropy at each completion position (free to keep)
     logprobs_BT: torch.Tensor | None = None  # log-prob of each sampled token under the sampling policy (logprobs=True)
+    # Multi-turn episodes (rollout/multiturn.py): the completion region holds every token after the
+    # first prompt (model turns, tool results, template tokens); 1 exactly where the model sampled.
+    loss_mask_BT: torch.Tensor | None = None
+    episodes: list | None = None  # [B] envs.base.Episode of each row (multi-turn only)
 
     @property
     def completion_mask_BT(self) -> torch.Tensor:
+        """[B, T] 1 on every real completion token: what the forward attends to."""
         return completion_mask_BT(self.lengths_B, self.completion_ids_BT.shape[1])
+
+    @property
+    def train_mask_BT(self) -> torch.Tensor:
+        """[B, T] 1 on the tokens the loss trains on: the sampled ones (the completion mask for a
+        single-turn rollout; loss_mask_BT for a multi-turn one, which excludes tool results)."""
+        mask_BT = self.completion_mask_BT
+        return mask_BT if self.loss_mask_BT is None else mask_BT * self.loss_mask_BT.to(mask_BT.dtype)
 
     def select(self, rows_B: torch.Tensor) -> "Rollout":
         """The rows given by an index tensor, with padding columns that every chosen row has in
@@ -46,6 +58,8 @@ class Rollout:
             lengths_B, self.ended_B[rows_B], 1,
             None if self.entropy_BT is None else self.entropy_BT[rows_B, :T],
             None if self.logprobs_BT is None else self.logprobs_BT[rows_B, :T],
+            None if self.loss_mask_BT is None else self.loss_mask_BT[rows_B, :T],
+            None if self.episodes is None else [self.episodes[int(i)] for i in rows_B],
         )
 
 
