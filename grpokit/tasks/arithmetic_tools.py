@@ -114,7 +114,9 @@ def warm_start(spec: ToolsSpec, log=print):
     splits = split_problems(ProductSpec(spec.digits_a, spec.digits_b))
     rng = random.Random(spec.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.warm_lr, weight_decay=0.0)
-    dev = _batch(tokenizer, splits["dev"], [True] * len(splits["dev"]))
+    ids, mask, lab = _batch(tokenizer, splits["dev"], [True] * len(splits["dev"]))
+    first = (lab != -100).int().argmax(-1)  # the <tool_call> decision is GRPO's to learn, not copying
+    dev = (ids, mask, lab.scatter(1, first[:, None], -100))
     copy, step = 0.0, 0
     for step in range(1, spec.warm_max_steps + 1):
         problems = rng.sample(splits["train"], spec.warm_batch)
