@@ -14,7 +14,6 @@ class ToolCall:
     arguments: dict
     output: str = ""  # the observation text the model reads (an error's message included)
     error: str = ""  # "" when the tool ran; else why not (unknown tool, bad arguments, raised, timeout)
-    seconds: float = 0.0  # wall time of the call
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import inspect
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,7 +53,6 @@ class Tool:
         except TypeError as exc:
             out.error = out.output = f"error: {self.name}: {exc}"
             return out
-        start = time.perf_counter()
         future = _POOL.submit(self.fn, **arguments)
         try:
             out.output = str(future.result(timeout=timeout))
@@ -62,7 +60,6 @@ class Tool:
             out.error = out.output = f"error: {self.name} timed out after {timeout:g} s"
         except Exception as exc:  # the tool's own failure is the model's observation
             out.error = out.output = f"error: {type(exc).__name__}: {exc}"
-        out.seconds = time.perf_counter() - start
         return out
 
 
