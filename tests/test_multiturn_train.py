@@ -66,3 +66,16 @@ def test_stop_and_resume_of_a_tool_run_is_identical_and_the_log_holds_the_episod
     second = _train(_tool_flags(tool_model_dir, split, **{"train.resume": "auto"}))
     assert second.returncode == 0, second.stderr[-3000:]
     _assert_identical(_final_state(split), _final_state(straight))
+
+
+def test_two_processes_give_the_single_process_gradient_on_multi_turn_episodes(tmp_path):
+    from tests.test_distributed import HELPERS, _torchrun
+
+    out = tmp_path / "grads.json"
+    proc = _torchrun([str(HELPERS / "dist_grad.py"), str(out), "none", "episodes"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["world"] == 2 and report["kind"] == "episodes" and len(report["results"]) == 8
+    for name, r in report["results"].items():
+        assert r["grad_norm"] > 1e-3, name
+        assert r["max_abs_diff"] < 1e-6 and r["norm_diff"] < 1e-6 and r["clipped_max_abs_diff"] < 1e-6, (name, r)
