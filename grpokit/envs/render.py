@@ -39,13 +39,28 @@ def appended_ids(tokenizer, history: list[dict], turn_text: str, content: str, n
     kept; content: the turn's message content (turn_text without its end-of-turn token). The
     suffix is the full render (history + the turn + new messages) minus the text the ids already
     cover (history's generation prompt + turn_text); when the template renders the turn otherwise,
-    the cut falls after the longest common prefix, and the re-render check reports the episode."""
+    the cut falls where the turn's content ends in the full render (found by rendering the content
+    behind a marker; the sampled end-of-turn text is then skipped), and the re-render check
+    reports the episode (Qwen3 drops the empty think block of earlier turns, for one)."""
     kw = {"tools": tools, "template_kwargs": template_kwargs}
-    full = render_text(tokenizer, history + [{"role": "assistant", "content": content}] + new_messages,
-                       add_generation_prompt=True, **kw)
+    turn = [{"role": "assistant", "content": content}]
+    full = render_text(tokenizer, history + turn + new_messages, add_generation_prompt=True, **kw)
     seen = render_text(tokenizer, history, add_generation_prompt=True, **kw) + turn_text
-    cut = len(seen) if full.startswith(seen) else len(os.path.commonprefix([full, seen]))
-    return list(tokenizer(full[cut:], add_special_tokens=False)["input_ids"])
+    if full.startswith(seen):
+        tail = full[len(seen):]
+    else:  # find where the content starts by rendering it behind a marker
+        marked = [{"role": "assistant", "content": _MARKER + content}]
+        at = render_text(tokenizer, history + marked + new_messages, add_generation_prompt=True, **kw).find(_MARKER)
+        end = at + len(content)
+        if at < 0 or full[at:end] != content:
+            end = len(os.path.commonprefix([full, seen]))
+        tail = full[end:]
+        ending = turn_text[len(content):]  # the end-of-turn token's text, when the model sampled it
+        tail = tail[len(ending):] if ending and tail.startswith(ending) else tail
+    return list(tokenizer(tail, add_special_tokens=False)["input_ids"])
+
+
+_MARKER = "\x00grpokit:new-messages\x00"
 
 
 def retokenize_mismatch(tokenizer, messages: list[dict], ids: list[int], *, tools: list[dict],
