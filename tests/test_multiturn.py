@@ -38,7 +38,7 @@ class ScriptedEnv:
 def stop_prone_model(tok, seed: int = 0):
     """A random tiny Llama whose tied embeddings make </tool_call> and </s> likely (~25% each per
     step), so turns end within a few tokens and episodes take several turns."""
-    spec = ToolsSpec(hidden_size=32, layers=2, heads=2, intermediate_size=64)
+    spec = ToolsSpec(hidden_size=32, layers=2, heads=2, intermediate_size=64, max_positions=96)
     model = build_model(spec, tok, seed, max_positions=spec.max_positions)
     emb = model.get_input_embeddings().weight
     with torch.no_grad():

@@ -44,16 +44,16 @@ class ToolsSpec:
 
     digits_a: int = 3
     digits_b: int = 2
-    hidden_size: int = 128
-    layers: int = 4
-    heads: int = 4
-    intermediate_size: int = 512
-    max_positions: int = 96
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 2
+    intermediate_size: int = 256
+    max_positions: int = 64
     tool_share: float = 0.3  # share of warm-start examples that call the tool
     copy_target: float = 0.95
-    warm_lr: float = 1e-3
-    warm_batch: int = 64
-    warm_max_steps: int = 3000
+    warm_lr: float = 3e-3
+    warm_batch: int = 32
+    warm_max_steps: int = 4000
     warm_check_every: int = 25
     seed: int = 1234
 
@@ -129,6 +129,8 @@ def warm_start(spec: ToolsSpec, log=print):
                 _, copy = _loss_and_copy(model, *dev)
             if copy >= spec.copy_target:
                 break
+            if step % (4 * spec.warm_check_every) == 0:
+                log(f"warm start (arithmetic-tools): step {step}, loss {float(loss.detach()):.3f}, tool path copied right on {copy:.3f} of dev")
     log(f"warm start (arithmetic-tools): {step} supervised steps, tool path copied right on {copy:.3f} of dev")
     return model, tokenizer, {"warm_steps": step, "warm_dev_copy": copy}
 
