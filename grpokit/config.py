@@ -387,7 +387,8 @@ def _check_env(e: EnvConfig) -> None:
 
 def with_preset_env(cfg: Config) -> Config:
     """A data preset that is a tool task (arithmetic-tools) brings its environment when env.name
-    is empty, and its built-in model when model.name_or_path is left at the default."""
+    is empty, and then, for each of these left at its default: its built-in model, its episode
+    budget (rollout.max_new_tokens) and its tokens per turn (env.max_turn_tokens)."""
     from grpokit.data.presets import get_preset
 
     preset = get_preset(cfg.data.source)
@@ -395,6 +396,10 @@ def with_preset_env(cfg: Config) -> Config:
         cfg.env.name = preset.env
         if preset.model and cfg.model.name_or_path == ModelConfig.name_or_path:
             cfg.model.name_or_path = preset.model
+        if cfg.rollout.max_new_tokens == RolloutConfig.max_new_tokens:
+            cfg.rollout.max_new_tokens = preset.max_new_tokens
+        if not cfg.env.max_turn_tokens:
+            cfg.env.max_turn_tokens = preset.turn_tokens
     return cfg
 
 

@@ -31,6 +31,7 @@ def test_the_preset_brings_its_environment_and_model_and_env_fields_are_checked(
     cfg.data.source = "arithmetic-tools"
     out = validate(cfg)
     assert out.env.name == "calculator" and out.model.name_or_path == "builtin:arithmetic-tools"
+    assert out.rollout.max_new_tokens == 40 and out.env.max_turn_tokens == 12  # the preset's episode budget
     assert cfg.env.name == ""  # validate() returns a copy
     cfg.model.name_or_path = "/some/model"
     assert validate(cfg).model.name_or_path == "/some/model"

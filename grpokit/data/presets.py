@@ -43,6 +43,7 @@ class Preset:
     splits: tuple[str, ...] = field(default=())
     env: str = ""  # a tool task's environment (config env.name), "" = single-turn
     model: str = ""  # the model a tool task trains when model.name_or_path is left at its default
+    turn_tokens: int = 0  # a tool task's env.max_turn_tokens when left at its default
 
     def split_names(self) -> tuple[str, ...]:
         return self.splits or tuple(self.files)
@@ -68,7 +69,7 @@ PRESETS: dict[str, Preset] = {
     "arithmetic-tools": Preset(
         "arithmetic-tools", {}, "train", "eval", prompt_field="prompt", answer_field="answer",
         reward="arithmetic", max_new_tokens=40, splits=("train", "eval", "dev"), env="calculator",
-        model="builtin:arithmetic-tools",
+        model="builtin:arithmetic-tools", turn_tokens=12,
     ),
 }
 

@@ -8,10 +8,12 @@ more special tokens for the demo's tool-call format (docs/tools.md):
     <tool_response>5535</tool_response><|assistant|>                  (the tool result, appended)
     5535</s>                                                          (the model's answer)
 
-The warm start is a short supervised run where only `tool_share` of the examples call the tool;
-the others answer directly (mostly wrong: the products are too hard). So at the start a sampled
+The warm start is a short supervised run on as many tool-path as direct-answer sequences, where
+the first model token (call or answer) is labelled so that it calls with probability `tool_share`
+(the tool path teaches copying on every one of its rows); the direct answers are mostly wrong:
+the products are too hard. So at the start a sampled
 group has some episodes that call the tool and some that guess, and greedy decoding guesses:
-GRPO has to learn to call it. The warm start stops once the tool path is copied reliably
+GRPO has to learn to call it. The warm start stops once the tool path is copied well enough
 (teacher-forced: the call and the answer after the tool result right on `copy_target` of dev).
 """
 
@@ -49,12 +51,12 @@ class ToolsSpec:
     heads: int = 2
     intermediate_size: int = 256
     max_positions: int = 64
-    tool_share: float = 0.3  # share of warm-start examples that call the tool
-    copy_target: float = 0.95
+    tool_share: float = 0.3  # P(the first token is <tool_call>) that the warm start teaches
+    copy_target: float = 0.6
     warm_lr: float = 3e-3
-    warm_batch: int = 32
-    warm_max_steps: int = 4000
-    warm_check_every: int = 25
+    warm_batch: int = 24  # tool-path and as many direct-answer sequences per step
+    warm_max_steps: int = 3000
+    warm_check_every: int = 20
     seed: int = 1234
 
     def key(self) -> str:
@@ -87,9 +89,13 @@ def example_pieces(tokenizer, problem: dict, use_tool: bool) -> tuple[list[int],
     return ids, labels
 
 
-def _batch(tokenizer, problems: list[dict], use_tool: list[bool]):
-    """Left-padded ids, attention mask and labels."""
+def _batch(tokenizer, problems: list[dict], use_tool: list[bool], decide: list[bool] | None = None):
+    """Left-padded ids, attention mask and labels; decide[i] False leaves row i's first model token
+    (the choice between calling and answering) unlabelled."""
     seqs = [example_pieces(tokenizer, p, t) for p, t in zip(problems, use_tool)]
+    for (_, labels), keep in zip(seqs, decide or [True] * len(seqs)):
+        if not keep:
+            labels[next(i for i, x in enumerate(labels) if x != -100)] = -100
     width = max(len(s) for s, _ in seqs)
     ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
     lab = torch.full((len(seqs), width), -100)
@@ -114,13 +120,15 @@ def warm_start(spec: ToolsSpec, log=print):
     splits = split_problems(ProductSpec(spec.digits_a, spec.digits_b))
     rng = random.Random(spec.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.warm_lr, weight_decay=0.0)
-    ids, mask, lab = _batch(tokenizer, splits["dev"], [True] * len(splits["dev"]))
-    first = (lab != -100).int().argmax(-1)  # the <tool_call> decision is GRPO's to learn, not copying
-    dev = (ids, mask, lab.scatter(1, first[:, None], -100))
+    # the <tool_call> decision is GRPO's to learn; the dev check measures the copying
+    dev = _batch(tokenizer, splits["dev"], [True] * len(splits["dev"]), [False] * len(splits["dev"]))
+    n = spec.warm_batch
+    labelled = spec.tool_share / (1 - spec.tool_share)  # of tool rows, so P(call) = tool_share at the start
     copy, step = 0.0, 0
     for step in range(1, spec.warm_max_steps + 1):
-        problems = rng.sample(splits["train"], spec.warm_batch)
-        loss, _ = _loss_and_copy(model, *_batch(tokenizer, problems, [rng.random() < spec.tool_share for _ in problems]))
+        problems = rng.sample(splits["train"], 2 * n)
+        loss, _ = _loss_and_copy(model, *_batch(tokenizer, problems, [True] * n + [False] * n,
+                                                [rng.random() < labelled for _ in range(n)] + [True] * n))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -129,7 +137,7 @@ def warm_start(spec: ToolsSpec, log=print):
                 _, copy = _loss_and_copy(model, *dev)
             if copy >= spec.copy_target:
                 break
-            if step % (4 * spec.warm_check_every) == 0:
+            if step % (5 * spec.warm_check_every) == 0:
                 log(f"warm start (arithmetic-tools): step {step}, loss {float(loss.detach()):.3f}, tool path copied right on {copy:.3f} of dev")
     log(f"warm start (arithmetic-tools): {step} supervised steps, tool path copied right on {copy:.3f} of dev")
     return model, tokenizer, {"warm_steps": step, "warm_dev_copy": copy}
