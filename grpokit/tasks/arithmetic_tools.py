@@ -51,7 +51,7 @@ class ToolsSpec:
     heads: int = 2
     intermediate_size: int = 256
     max_positions: int = 64
-    tool_share: float = 0.3  # P(the first token is <tool_call>) that the warm start teaches
+    tool_share: float = 0.15  # P(the first token is <tool_call>) that the warm start teaches
     copy_target: float = 0.6
     warm_lr: float = 3e-3
     warm_batch: int = 24  # tool-path and as many direct-answer sequences per step
