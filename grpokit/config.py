@@ -235,6 +235,15 @@ class AlertsConfig:
 
 
 @dataclass
+class EnvConfig:
+    name: str = ""  # multi-turn tool environment (docs/tools.md): calculator | python | module:function ("" = single-turn, or the data preset's, e.g. arithmetic-tools: calculator); rollout.max_new_tokens then caps every token after the prompt (turns, tool results, template)
+    max_turns: int = 4  # model turns per episode
+    max_turn_tokens: int = 0  # tokens the model may sample in one turn (0 = rollout.max_new_tokens)
+    tool_timeout: float = 5.0  # seconds per tool call (the python tool: the sandbox's wall clock)
+    strict_tokens: bool = False  # raise when a full re-render of an episode tokenizes differently from its sampled ids (else counted: episode/retokenize_mismatch)
+
+
+@dataclass
 class Config:
     output_dir: str = ""  # where metrics.jsonl, summary.json, plot.png and the model go ("" = runs/DATE-TIME)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -246,6 +255,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
 
 
 # ----------------------------------------------------------------------------- files
@@ -398,7 +408,35 @@ def validate(cfg: Config) -> Config:
     _check_algo_and_train(cfg)
     _check_doctor_and_alerts(cfg)
     cfg.model.check()
-    return out
+    _check_env(cfg.env)
+    return with_preset_env(out)
+
+
+def _check_env(e: EnvConfig) -> None:
+    _need(isinstance(e.name, str), "env.name", f"expected a name, got {e.name!r}")
+    _need(isinstance(e.max_turns, int) and e.max_turns >= 1, "env.max_turns", f"must be >= 1, got {e.max_turns!r}")
+    _need(isinstance(e.max_turn_tokens, int) and e.max_turn_tokens >= 0, "env.max_turn_tokens",
+          f"must be >= 0 (0 = rollout.max_new_tokens), got {e.max_turn_tokens!r}")
+    _need(_number(e.tool_timeout) and 0 < e.tool_timeout <= 3600, "env.tool_timeout",
+          f"must be seconds in (0, 3600], got {e.tool_timeout!r}")
+
+
+def with_preset_env(cfg: Config) -> Config:
+    """A data preset that is a tool task (arithmetic-tools) brings its environment when env.name
+    is empty, and then, for each of these left at its default: its built-in model, its episode
+    budget (rollout.max_new_tokens) and its tokens per turn (env.max_turn_tokens)."""
+    from grpokit.data.presets import get_preset
+
+    preset = get_preset(cfg.data.source)
+    if preset is not None and preset.env and not cfg.env.name:
+        cfg.env.name = preset.env
+        if preset.model and cfg.model.name_or_path == ModelConfig.name_or_path:
+            cfg.model.name_or_path = preset.model
+        if cfg.rollout.max_new_tokens == RolloutConfig.max_new_tokens:
+            cfg.rollout.max_new_tokens = preset.max_new_tokens
+        if not cfg.env.max_turn_tokens:
+            cfg.env.max_turn_tokens = preset.turn_tokens
+    return cfg
 
 
 def _check_reward_options(cfg: Config) -> None:

@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"rewards"},  # scoring completions
     {"data"},  # sources, presets, records, prompt order, the demo's problems
     {"config"},  # the typed config, checked against the registries below it
+    {"envs"},  # multi-turn environments and tools (the python tool runs in the sandbox)
     {"rollout"},  # sampling completions: the Rollout type, decoders
     {"policy"},  # log-prob forwards, the reference policy
     {"eval"},  # accuracy and pass@k over a dataset
@@ -120,7 +121,7 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
     graph = {"grpokit.data.records": {"grpokit.data.order"}, "grpokit.data.order": {"grpokit.data.records"},
              "grpokit.algo.losses": {"grpokit.train.trainer"}, "grpokit.train.trainer": set()}
     assert find_cycle(graph) == ["grpokit.data.order", "grpokit.data.records", "grpokit.data.order"]
-    assert layer_violations(graph) == ["grpokit.algo.losses (layer 1) imports grpokit.train.trainer (layer 12), "
+    assert layer_violations(graph) == ["grpokit.algo.losses (layer 1) imports grpokit.train.trainer (layer 13), "
                                        "a higher layer"]
 
 

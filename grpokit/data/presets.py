@@ -3,7 +3,8 @@
 The files live in a data folder (``data.data_dir``; by default ``$GRPOKIT_DATA``, else
 ``../shared/data`` beside the checkout or the working directory), laid out as in its README:
 ``gsm8k/{train,test}.jsonl``, ``math500/test.jsonl``, ``humaneval/HumanEval.jsonl``.
-``arithmetic`` needs no files: its problems are generated (grpokit.tasks.arithmetic).
+``arithmetic`` and ``arithmetic-tools`` need no files: their problems are generated
+(grpokit.data.arithmetic); arithmetic-tools is a tool task (its env and model: docs/tools.md).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Preset:
     breakdown: tuple[str, ...] = ()  # columns that evaluation reports accuracy by
     keep_answer_as: str | None = None  # column that keeps the raw answer text (GSM8K's worked solution)
     splits: tuple[str, ...] = field(default=())
+    env: str = ""  # a tool task's environment (config env.name), "" = single-turn
+    model: str = ""  # the model a tool task trains when model.name_or_path is left at its default
+    turn_tokens: int = 0  # a tool task's env.max_turn_tokens when left at its default
 
     def split_names(self) -> tuple[str, ...]:
         return self.splits or tuple(self.files)
@@ -61,6 +65,11 @@ PRESETS: dict[str, Preset] = {
     "arithmetic": Preset(
         "arithmetic", {}, "train", "eval", prompt_field="prompt", answer_field="answer",
         reward="arithmetic", max_new_tokens=8, splits=("train", "eval", "dev"),
+    ),
+    "arithmetic-tools": Preset(
+        "arithmetic-tools", {}, "train", "eval", prompt_field="prompt", answer_field="answer",
+        reward="arithmetic", max_new_tokens=40, splits=("train", "eval", "dev"), env="calculator",
+        model="builtin:arithmetic-tools", turn_tokens=12,
     ),
 }
 

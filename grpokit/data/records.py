@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from grpokit.data.presets import Preset, get_preset, preset_file, unknown_preset_message
-from grpokit.data.arithmetic import ProblemSpec, split_problems
+from grpokit.data.arithmetic import ProblemSpec, ProductSpec, split_problems
 from grpokit.data.chat import PromptEncodeError, encode_example
 from grpokit.data.order import check_curriculum_config
 from grpokit.data.sources import DataError, classify, read_jsonl, read_source
@@ -194,7 +194,8 @@ def classify_or_unknown(source: str) -> str:
 
 
 def _arithmetic_rows(cfg) -> dict[str, list[dict]]:
-    return split_problems(ProblemSpec(), eval_size=cfg.eval_size)
+    spec = ProductSpec() if cfg.source == "arithmetic-tools" else ProblemSpec()
+    return split_problems(spec, eval_size=cfg.eval_size)
 
 
 def read_rows(cfg, split: str) -> list[dict]:
@@ -202,10 +203,10 @@ def read_rows(cfg, split: str) -> list[dict]:
     preset = _preset_of(cfg)
     if preset is None:
         return read_source(cfg.source, split=split, subset=cfg.subset)
-    if preset.name == "arithmetic":
+    if preset.name in ("arithmetic", "arithmetic-tools"):
         rows = _arithmetic_rows(cfg)
         if split not in rows:
-            raise DataError(f"preset 'arithmetic' has no split {split!r} (splits: {', '.join(rows)})")
+            raise DataError(f"preset {preset.name!r} has no split {split!r} (splits: {', '.join(rows)})")
         return rows[split]
     return read_jsonl(preset_file(preset, split, cfg.data_dir))
 

@@ -25,7 +25,10 @@ RewardFn = Callable[[str, dict], "float | None"]
 
 
 def decode_completions(tokenizer, rollout: Rollout) -> list[str]:
-    """Text of each completion (its first lengths_B tokens), special tokens removed."""
+    """Text of each completion (its first lengths_B tokens), special tokens removed; of a
+    multi-turn rollout, each episode's final text (its last model turn), as rewards see it."""
+    if rollout.episodes is not None:
+        return [e.final_text for e in rollout.episodes]
     rows = [ids[: int(n)].tolist() for ids, n in zip(rollout.completion_ids_BT, rollout.lengths_B)]
     return tokenizer.batch_decode(rows, skip_special_tokens=True)
 
@@ -257,3 +260,22 @@ def evaluate_examples(
 
 def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None  # None, not NaN: results.json stays valid JSON
+
+
+def held_out_episode_metrics(model, tokenizer, env, examples: list[dict], reward: RewardFn, cfg, stop_ids,
+                             batch_size: int = 256) -> dict[str, float]:
+    """The training run's evaluation of a tool task: one greedy episode per held-out example
+    (rollout.multiturn.sample_episodes, cfg's limits), its final text scored by ``reward``:
+    eval/accuracy, eval/tool_call_rate (share of episodes that called a tool), eval/turns_mean."""
+    from grpokit.rollout.multiturn import sample_episodes
+
+    if not examples:
+        return {"eval/accuracy": math.nan}
+    episodes = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        episodes += sample_episodes(model, tokenizer, env, chunk, cfg, stop_ids, greedy=True, group_size=1).episodes
+    correct = [is_correct(reward(ep.final_text, ex)) for ep, ex in zip(episodes, examples)]
+    return {"eval/accuracy": sum(correct) / len(examples),
+            "eval/tool_call_rate": sum(bool(ep.tool_calls) for ep in episodes) / len(examples),
+            "eval/turns_mean": sum(len(ep.turns) for ep in episodes) / len(examples)}

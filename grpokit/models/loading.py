@@ -53,8 +53,12 @@ def model_path(cfg: ModelConfig, log=print) -> str:
     """A folder or hub id for from_pretrained; builtin models are built (and cached) first."""
     if cfg.name_or_path.startswith(BUILTIN_PREFIX):
         name = cfg.name_or_path[len(BUILTIN_PREFIX):]
+        if name == "arithmetic-tools":
+            from grpokit.tasks.arithmetic_tools import load_or_build_tools
+
+            return str(load_or_build_tools(log=log))
         if name != "arithmetic":
-            raise ValueError(f"model.name_or_path: unknown builtin model {name!r} (choices: arithmetic)")
+            raise ValueError(f"model.name_or_path: unknown builtin model {name!r} (choices: arithmetic, arithmetic-tools)")
         from grpokit.tasks.arithmetic import load_or_build
 
         return str(load_or_build(log=log))

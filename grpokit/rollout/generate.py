@@ -30,10 +30,22 @@ class Rollout:
     group_size: int
     entropy_BT: torch.Tensor | None = None  # sampler's entropy at each completion position (free to keep)
     logprobs_BT: torch.Tensor | None = None  # log-prob of each sampled token under the sampling policy (logprobs=True)
+    # Multi-turn episodes (rollout/multiturn.py): the completion region holds every token after the
+    # first prompt (model turns, tool results, template tokens); 1 exactly where the model sampled.
+    loss_mask_BT: torch.Tensor | None = None
+    episodes: list | None = None  # [B] envs.base.Episode of each row (multi-turn only)
 
     @property
     def completion_mask_BT(self) -> torch.Tensor:
+        """[B, T] 1 on every real completion token: what the forward attends to."""
         return completion_mask_BT(self.lengths_B, self.completion_ids_BT.shape[1])
+
+    @property
+    def train_mask_BT(self) -> torch.Tensor:
+        """[B, T] 1 on the tokens the loss trains on: the sampled ones (the completion mask for a
+        single-turn rollout; loss_mask_BT for a multi-turn one, which excludes tool results)."""
+        mask_BT = self.completion_mask_BT
+        return mask_BT if self.loss_mask_BT is None else mask_BT * self.loss_mask_BT.to(mask_BT.dtype)
 
     def select(self, rows_B: torch.Tensor) -> "Rollout":
         """The rows given by an index tensor, with padding columns that every chosen row has in
@@ -47,6 +59,8 @@ class Rollout:
             lengths_B, self.ended_B[rows_B], 1,
             None if self.entropy_BT is None else self.entropy_BT[rows_B, :T],
             None if self.logprobs_BT is None else self.logprobs_BT[rows_B, :T],
+            None if self.loss_mask_BT is None else self.loss_mask_BT[rows_B, :T],
+            None if self.episodes is None else [self.episodes[int(i)] for i in rows_B],
         )
 
 
@@ -54,7 +68,7 @@ def concat_rollouts(parts: list["Rollout"], pad_id: int) -> "Rollout":
     """Rollouts of the same group size (e.g. several sampling rounds of one step) as one, rows in
     order. Each tensor field is padded to the widest part by its shape name: `_BL` on the left
     (prompts; pad_id for ids, 0 for masks), `_BT` on the right (pad_id for ids, 0 otherwise),
-    `_B` concatenated. A field that is None in any part is None in the result."""
+    `_B` and lists (episodes) concatenated. A field that is None in any part is None in the result."""
     if not parts:
         raise ValueError("concat_rollouts needs at least one rollout")
     if len({p.group_size for p in parts}) != 1:
@@ -64,6 +78,8 @@ def concat_rollouts(parts: list["Rollout"], pad_id: int) -> "Rollout":
         values = [getattr(p, f.name) for p in parts]
         if f.name == "group_size" or any(v is None for v in values):
             out[f.name] = values[0] if f.name == "group_size" else None
+        elif isinstance(values[0], list):  # episodes
+            out[f.name] = [x for v in values for x in v]
         elif f.name.endswith(("_BL", "_BT")):
             width, fill = max(v.shape[1] for v in values), pad_id if "ids" in f.name else 0
             left = f.name.endswith("_BL")

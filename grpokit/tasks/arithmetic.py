@@ -63,29 +63,31 @@ def spec_key(spec, **extra) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def build_tokenizer():
-    """A character-level tokenizer saved and reloaded as a standard fast tokenizer."""
+def build_tokenizer(special: list[str] = SPECIAL_TOKENS, chars: list[str] = CHARS, chat_template: str = CHAT_TEMPLATE,
+                    unk: str | None = None):
+    """A character-level tokenizer saved and reloaded as a standard fast tokenizer (unk: the
+    special token that stands for characters outside `chars`; None = such text is an error)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARS)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=None))
+    vocab = {tok: i for i, tok in enumerate(special + chars)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
     core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
     core.decoder = decoders.Fuse()
-    core.add_special_tokens(SPECIAL_TOKENS)
+    core.add_special_tokens(special)
     return PreTrainedTokenizerFast(
         tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        chat_template=CHAT_TEMPLATE, padding_side="left",
+        chat_template=chat_template, padding_side="left", **({"unk_token": unk} if unk else {}),
     )
 
 
-def build_model(spec: ArithmeticSpec, tokenizer, seed: int):
+def build_model(spec: ArithmeticSpec, tokenizer, seed: int, max_positions: int = 64):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
-        max_position_embeddings=64, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+        max_position_embeddings=max_positions, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
@@ -141,7 +143,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("GRPOKIT_CACHE", Path.home() / ".cache" / "grpokit"))
 
 
-def load_or_build(spec: ArithmeticSpec = ArithmeticSpec(), log=print) -> Path:
+def load_or_build(spec: ArithmeticSpec = ArithmeticSpec(), log=print, *, name: str = "arithmetic",
+                  build=None) -> Path:
     """Path of the cached warm-started model folder, building it first when missing.
 
     The folder is written under a temporary name and renamed into place, so a killed build never
@@ -149,20 +152,20 @@ def load_or_build(spec: ArithmeticSpec = ArithmeticSpec(), log=print) -> Path:
     distributed ranks) wait for one build instead of each running their own."""
     import fcntl
 
-    final = cache_root() / "arithmetic" / spec.key()
+    final = cache_root() / name / spec.key()
     if (final / "grpokit_task.json").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with open(final.parent / f".{spec.key()}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (final / "grpokit_task.json").exists():
-            _build(spec, final, log)
+            _build(spec, final, log, build or warm_start)
     return final
 
 
-def _build(spec: ArithmeticSpec, final: Path, log) -> None:
+def _build(spec, final: Path, log, build) -> None:
     start = time.perf_counter()
-    model, tokenizer, info = warm_start(spec, log=log)
+    model, tokenizer, info = build(spec, log=log)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
     try:
         model.save_pretrained(tmp)

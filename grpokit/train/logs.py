@@ -113,6 +113,12 @@ Per step, with P prompts and G completions each (B = P * G rows; row b belongs t
     entropies     [B][len] float    entropy of the sampling distribution at each token, 3 decimals
     skipped_indices [*] int         algo.dynamic_sampling only: prompts sampled this step and not trained
                                     on (all rewards equal, or beyond prompts_per_step); P = groups trained on
+    loss_mask     [B][len] int      multi-turn (env.name) only: 1 on the tokens the model sampled, 0 on
+                                    tool results and template tokens (completion_ids then hold the
+                                    whole episode after the prompt; texts hold each final answer)
+    episodes      [B]               multi-turn only: messages, turns (text, tokens, tool_calls with
+                                    name, arguments, output, error), final_text, stop,
+                                    retokenize_mismatch (envs.base.Episode.as_dict)
 
 Keys are only ever added; a reader must skip keys it does not know and tolerate missing ones
 (older logs lack everything after `rewards`)."""
@@ -166,6 +172,9 @@ def rollout_record(examples: list[dict], indices: list[int], rollout, texts: lis
         rows = _rows(values, lengths, decimals)
         if rows is not None:
             record[key] = rows
+    if getattr(rollout, "episodes", None) is not None:
+        record["loss_mask"] = [row[:n] for row, n in zip(rollout.loss_mask_BT.tolist(), lengths)]
+        record["episodes"] = [ep.as_dict() for ep in rollout.episodes]
     return record
 
 

@@ -19,7 +19,7 @@ from grpokit.data.chat import describe_ids
 from grpokit.data.order import make_prompt_order
 from grpokit.data.records import load_examples, validate_data_config
 from grpokit.errors import ConfigError
-from grpokit.eval.evaluate import held_out_metrics
+from grpokit.eval.evaluate import held_out_episode_metrics, held_out_metrics
 from grpokit.models.adapters import adapter_start
 from grpokit.models.loading import load_model, load_tokenizer, model_path, prepare_model, save_outputs
 from grpokit.models.locate import locate_model, naming_the_model
@@ -193,6 +193,8 @@ def evaluate_held_out(trainer: Trainer, examples: list[dict], judge) -> dict:
     with t.sharding.gathered(t.model):
         if not t.dist.is_main:
             return {"eval/accuracy": math.nan}
+        if t.env is not None:  # a tool task: greedy episodes
+            return held_out_episode_metrics(t.model, t.tokenizer, t.env, examples, judge, t.cfg, t.stop_ids)
         return held_out_metrics(t.model, t.tokenizer, examples, judge, max_new_tokens=r.max_new_tokens,
                                 stop_token_ids=r.stop_token_ids)
 
@@ -209,13 +211,15 @@ class Run:
     fingerprint: str
     metrics: MetricsLog | NullLog = field(default_factory=NullLog)
     accuracy_before: float = math.nan
+    tool_call_rate_before: float = math.nan  # a tool task's (env.name) held-out tool-call rate
 
     def evaluate(self) -> dict:
         return evaluate_held_out(self.trainer, self.eval_examples, self.judge)
 
     def save(self) -> Path:
         return ckpt.save_run(self.trainer, self.out, fingerprint=self.fingerprint, state={
-            "accuracy_before": self.accuracy_before, "log_rows": self.metrics.line_counts()})
+            "accuracy_before": self.accuracy_before, "tool_call_rate_before": self.tool_call_rate_before,
+            "log_rows": self.metrics.line_counts()})
 
 
 def build_trainer(cfg: Config, d: Dist, scorer, log) -> tuple[Trainer, list[dict]]:
@@ -245,6 +249,7 @@ def _begin(run: Run, resume_from: Path | None, log) -> None:
     if resume_from is not None:
         state = ckpt.resume_run(resume_from, run.trainer, run.fingerprint)
         run.accuracy_before = state["accuracy_before"]
+        run.tool_call_rate_before = state.get("tool_call_rate_before", math.nan)
         if d.is_main:
             for name, rows in state["log_rows"].items():
                 truncate_lines(out / name, rows)
@@ -254,6 +259,7 @@ def _begin(run: Run, resume_from: Path | None, log) -> None:
             (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         before = run.evaluate()
         run.accuracy_before = before["eval/accuracy"]
+        run.tool_call_rate_before = before.get("eval/tool_call_rate", math.nan)
         log(f"greedy accuracy before training: {run.accuracy_before:.3f} on {len(run.eval_examples)} held-out problems")
     if d.is_main:
         run.metrics = MetricsLog(out, tensorboard=cfg.log.tensorboard, rollouts=cfg.log.rollouts)
@@ -280,26 +286,30 @@ def _run(cfg: Config, d: Dist, scorer, log) -> dict:
     finally:
         run.metrics.close()
     summary = {"steps": trainer.step_idx, "output_dir": str(out)}
-    acc_after = run.evaluate()["eval/accuracy"]
+    after = run.evaluate()
     weights = full_model_state(trainer.model)  # a sharded model's full weights, at rank 0
     if d.is_main:
-        summary = _finish(run, acc_after, start, log, weights)
+        summary = _finish(run, after, start, log, weights)
     d.barrier()
     return summary
 
 
-def _finish(run: Run, acc_after: float, start: float, log, weights=None) -> dict:
+def _finish(run: Run, after: dict, start: float, log, weights=None) -> dict:
     """Rank 0: final model (`weights`: its full state dict when the model is sharded), summary.json,
     the plot, the console table."""
     cfg, out, trainer = run.cfg, run.out, run.trainer
+    acc_after = after["eval/accuracy"]
     save_outputs(trainer.model, trainer.tokenizer, cfg, out / "model", state_dict=weights)
     summary = {"accuracy_before": run.accuracy_before, "accuracy_after": acc_after, "steps": trainer.step_idx,
                "wall_seconds": round(time.perf_counter() - start, 2), "nonfinite_steps": trainer.nonfinite_total,
                "output_dir": str(out),
                "alerts": [a for row in run.metrics.all_rows() for a in row.get("alerts", [])]}
+    if "eval/tool_call_rate" in after:
+        summary.update(tool_call_rate_before=run.tool_call_rate_before, tool_call_rate_after=after["eval/tool_call_rate"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "metrics.jsonl", "a") as fh:
-        fh.write(json.dumps({"step": trainer.step_idx, "eval/accuracy": acc_after}) + "\n")
+        fh.write(json.dumps({"step": trainer.step_idx, **{k: v for k, v in after.items()
+                                                           if k in ("eval/accuracy", "eval/tool_call_rate")}}) + "\n")
     if cfg.log.plot:
         plot_run(run.metrics.all_rows(), out / "plot.png", title=f"grpokit: {cfg.algo.advantage} / {cfg.algo.aggregation}")
     log(summary_table(summary))
@@ -351,5 +361,8 @@ def summary_table(summary: dict) -> str:
         "",
         f"{'':24}{'before':>10}{'after':>10}{'change':>10}",
         f"{'held-out accuracy':24}{summary['accuracy_before']:>10.3f}{summary['accuracy_after']:>10.3f}{gain:>+10.3f}",
+        *([f"{'tool-call rate':24}{summary['tool_call_rate_before']:>10.3f}{summary['tool_call_rate_after']:>10.3f}"
+           f"{summary['tool_call_rate_after'] - summary['tool_call_rate_before']:>+10.3f}"]
+          if "tool_call_rate_after" in summary else []),
         f"steps: {summary['steps']}   wall time: {summary['wall_seconds']:.1f} s   output: {summary['output_dir']}",
     ])

@@ -21,6 +21,7 @@ from grpokit.config import Config, check_whole_groups
 from grpokit.data.chat import stop_token_ids
 from grpokit.data.order import PromptOrder, ShuffledOrder
 from grpokit.data.records import example_prompt_ids
+from grpokit.envs import make_environment
 from grpokit.eval.evaluate import decode_completions
 from grpokit.parallel.dist import Dist
 from grpokit.parallel.sharding import Sharding, full_norm, is_sharded, passes_to_match
@@ -29,6 +30,7 @@ from grpokit.policy.reference import Reference
 from grpokit.rewards.scorer import ScoreResult
 from grpokit.rewards.overlong import completion_records
 from grpokit.rollout.generate import Rollout, eval_mode, generate
+from grpokit.rollout.multiturn import episode_records, sample_episodes
 from grpokit.train.dynamic_sampling import dynamic_sampling_batch
 from grpokit.train.logs import merge_records, merge_scores, rollout_record
 
@@ -77,6 +79,20 @@ class SampledRound:
     reward_s: float
 
 
+def episode_metrics(rollout: Rollout, d: Dist) -> dict:
+    """episode/* metrics of a multi-turn rollout over the global batch: model turns per episode,
+    the share of episodes that called a tool, the share of tool calls that failed, and how many
+    episodes a full re-render would have tokenized differently (env.strict_tokens makes that an
+    error)."""
+    eps = rollout.episodes or []
+    n, turns, calling, calls, failed, mismatched = d.sum_floats(
+        len(eps), sum(len(e.turns) for e in eps), sum(bool(e.tool_calls) for e in eps),
+        sum(len(e.tool_calls) for e in eps), sum(bool(c.error) for e in eps for c in e.tool_calls),
+        sum(e.retokenize_mismatch >= 0 for e in eps))
+    return {"episode/turns_mean": turns / max(n, 1), "episode/tool_call_rate": calling / max(n, 1),
+            "episode/tool_error_share": failed / max(calls, 1), "episode/retokenize_mismatch": int(mismatched)}
+
+
 @dataclass
 class StepBatch:
     """Everything one step's update needs, after rollout and scoring."""
@@ -112,6 +128,7 @@ class Trainer:
             self.optimizer, lambda s: warmup_cosine(s, warmup=t.warmup_steps, total=total, min_ratio=t.min_lr_ratio))
         self.prompt_order: PromptOrder = prompt_order or ShuffledOrder(len(train_examples), cfg.data.seed)
         self.stop_ids = stop_token_ids(tokenizer, model, cfg.rollout.stop_token_ids)  # every end-of-turn id
+        self.env = make_environment(cfg.env) if cfg.env.name else None  # multi-turn tool episodes
         self.step_idx = 0
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -127,13 +144,17 @@ class Trainer:
 
     def _sample(self, examples: list[dict], round_: int = 0) -> Rollout:
         r, d = self.cfg.rollout, self.dist
-        with self.sharding.gathered(self.model):  # ranks stop decoding at different steps: no per-forward collectives
+        gen = step_generator(self.cfg.train.seed, self.step_idx, d.rank, self.device, round_)
+        # ranks stop decoding at different steps: no per-forward collectives
+        with self.sharding.gathered(self.model):
+            if self.env is not None:
+                return sample_episodes(self.model, self.tokenizer, self.env, examples, self.cfg, self.stop_ids,
+                                       generator=gen, logprobs=self.cfg.log.rollouts)
             return generate(
                 self.model, [example_prompt_ids(self.tokenizer, ex) for ex in examples], group_size=r.group_size,
                 max_new_tokens=r.max_new_tokens, min_new_tokens=r.min_new_tokens, eos_id=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                generator=step_generator(self.cfg.train.seed, self.step_idx, d.rank, self.device, round_),
-                logprobs=self.cfg.log.rollouts,
+                generator=gen, logprobs=self.cfg.log.rollouts,
             )
 
     def sample_round(self, round_: int = 0) -> SampledRound:
@@ -151,8 +172,8 @@ class Trainer:
         rollout = self._sample(examples, round_)
         t1 = time.perf_counter()
         texts = decode_completions(self.tokenizer, rollout)
-        local_scores = self.scorer.score(texts, completion_records(
-            examples, r.group_size, rollout.lengths_B.tolist(), rollout.ended_B.tolist(), r.max_new_tokens))
+        local_scores = self.scorer.score(texts, episode_records(rollout, completion_records(
+            examples, r.group_size, rollout.lengths_B.tolist(), rollout.ended_B.tolist(), r.max_new_tokens)))
         scores = merge_scores(d.gather_objects(local_scores))  # every rank's scores, in prompt order
         rewards_PG = torch.tensor([math.nan if x is None else x for x in scores.total],
                                   dtype=torch.float32).view(r.prompts_per_step, r.group_size)
@@ -186,7 +207,7 @@ class Trainer:
         adv_B = adv_PG[own_P].reshape(-1).to(self.device)
         skip = cfg.algo.skip_zero_advantage and cfg.algo.beta == 0
         rows_B = (adv_B != 0).nonzero().view(-1) if skip else torch.arange(len(adv_B), device=self.device)
-        mask_BT, ent = rollout.completion_mask_BT, rollout.entropy_BT
+        mask_BT, ent = rollout.train_mask_BT, rollout.entropy_BT
         kept_B = rollout.ended_B if cfg.algo.mask_truncated else torch.ones_like(rollout.ended_B)
         rows_B = rows_B[kept_B[rows_B]]  # algo.mask_truncated: truncated rows take no part in the loss
         num_all, num_seqs, all_tokens, num_tokens, len_sum, trunc, ent_sum, in_update = d.sum_floats(
@@ -277,7 +298,7 @@ class Trainer:
         logp_BT = self.policy_logprobs(part)
         old_BT = logp_BT.detach() if batch.old_logp_BT is None else batch.old_logp_BT[sl, :T]
         ref_BT = None if batch.ref_logp_BT is None else batch.ref_logp_BT[sl, :T]
-        mask_BT = part.completion_mask_BT
+        mask_BT = part.train_mask_BT  # the sampled tokens (tool results of a multi-turn episode excluded)
         terms = per_token_loss_BT(
             logp_BT, old_BT, batch.adv_B[batch.rows_B[sl]], mask_BT, objective=a.objective,
             eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, ref_logp_BT=ref_BT, kl_estimator=a.kl_estimator)
@@ -318,7 +339,8 @@ class Trainer:
         stats = self.update(batch)
         self.step_idx += 1
         stats["update/nonfinite_steps"] = self.nonfinite_total
-        return {"step": self.step_idx, **stats, **batch.metrics, **self.prompt_order.stats()}
+        episodes = episode_metrics(batch.rollout, self.dist) if self.env is not None else {}  # of the episodes trained on
+        return {"step": self.step_idx, **stats, **batch.metrics, **episodes, **self.prompt_order.stats()}
 
     def state_dict(self) -> dict:
         """JSON-able loop state (model and optimiser tensors are saved by checkpoint.py)."""

@@ -2,9 +2,10 @@
 rollout must equal the single-process gradient of the whole batch, for every aggregation;
 so must the global gradient norm and the gradient clipped by it.
 
-    dist_grad.py OUT.json [none|fsdp|fsdp_grad_op]
+    dist_grad.py OUT.json [none|fsdp|fsdp_grad_op] [episodes]
 
-With a sharding layout the model's copy is sharded with FSDP2 (grpokit.parallel.sharding) and its
+`episodes`: the rollout is a batch of multi-turn episodes with tool results (tests/test_multiturn.py's
+scripted environment), whose loss mask leaves the tool-result tokens out. With a sharding layout the model's copy is sharded with FSDP2 (grpokit.parallel.sharding) and its
 gradients, sharded over the ranks, are gathered before comparing."""
 
 import copy
@@ -59,9 +60,25 @@ def tiny_model_and_rollout():
     return tok, model, rollout
 
 
-def main(out_path: str, sharding: str = "none") -> None:
+def tiny_model_and_episodes():
+    """(tokenizer, a random tiny model over the tool tokenizer, 4 prompts x G=4 multi-turn episodes)."""
+    import pathlib
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+    from tests.test_multiturn import ScriptedEnv, episodes, stop_prone_model
+
+    from grpokit.tasks.arithmetic_tools import build_tool_tokenizer
+
+    tok = build_tool_tokenizer()
+    model = stop_prone_model(tok).train()
+    rollout = episodes(model, tok, ScriptedEnv(calls=2))
+    assert int((rollout.completion_mask_BT * (1 - rollout.loss_mask_BT)).sum()) > 0  # tool results in the batch
+    return tok, model, rollout
+
+
+def main(out_path: str, sharding: str = "none", kind: str = "single") -> None:
     d = init_distributed("cpu")
-    tok, model, rollout = tiny_model_and_rollout()
+    tok, model, rollout = tiny_model_and_episodes() if kind == "episodes" else tiny_model_and_rollout()
     mine = rollout.select(torch.arange(d.rank * 8, d.rank * 8 + 8))
     layout = Sharding(sharding, d)
     split_model = model if sharding == "none" else layout.shard(copy.deepcopy(model))
@@ -70,7 +87,8 @@ def main(out_path: str, sharding: str = "none") -> None:
         rewards_PG = torch.tensor(rewards, dtype=torch.float32)
         for agg in sorted(AGGREGATIONS):
             cfg = Config()
-            cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout.max_new_tokens = 4, 4, 5
+            cfg.rollout.prompts_per_step, cfg.rollout.group_size = 4, 4
+            cfg.rollout.max_new_tokens = rollout.completion_ids_BT.shape[1]
             cfg.algo.aggregation, cfg.train.micro_batch_size, cfg.train.max_grad_norm = agg, 3, MAX_NORM
             single, single_norm, single_clipped = grads_of(
                 Trainer(cfg, model, tok, [{}], scorer=None, dist=Dist()), rollout, rewards_PG)
@@ -83,7 +101,7 @@ def main(out_path: str, sharding: str = "none") -> None:
             }
     if d.is_main:
         with open(out_path, "w") as fh:
-            json.dump({"world": d.world, "sharding": sharding, "results": result}, fh)
+            json.dump({"world": d.world, "sharding": sharding, "kind": kind, "results": result}, fh)
     d.shutdown()
 
 
