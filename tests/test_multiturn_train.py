@@ -21,9 +21,12 @@ def tool_model_dir(tmp_path_factory):
                            tokenizer=build_tool_tokenizer(), max_positions=96)
 
 
-def _tool_flags(model_dir, out, **extra):
+def _tool_flags(model_dir, out, *switches, **extra):
+    """A short tool run on a random tiny model, which solves nothing: the pre-flight (which
+    would rightly stop it) is skipped, these tests are about mechanics."""
     return _flags(model_dir, out, **{"data.source": "arithmetic-tools", "train.steps": 4, "rollout.max-new-tokens": 24,
-                                     "env.max-turn-tokens": 10, "data.eval-size": 8, **extra})
+                                     "env.max-turn-tokens": 10, "data.eval-size": 8, **extra}) + ["--doctor.no-preflight",
+                                                                                                  *switches]
 
 
 def test_the_preset_brings_its_environment_and_model_and_env_fields_are_checked():
@@ -80,3 +83,20 @@ def test_two_processes_give_the_single_process_gradient_on_multi_turn_episodes(t
     for name, r in report["results"].items():
         assert r["grad_norm"] > 1e-3, name
         assert r["max_abs_diff"] < 1e-6 and r["norm_diff"] < 1e-6 and r["clipped_max_abs_diff"] < 1e-6, (name, r)
+
+
+def test_dynamic_sampling_trains_only_informative_tool_episodes(tool_model_dir, tmp_path):
+    """algo.dynamic_sampling with tool episodes: extra rounds sample new episodes (their own
+    random stream), the rounds' episodes join, and every group trained on has unequal rewards."""
+    out = tmp_path / "ds"
+    proc = _train(_tool_flags(tool_model_dir, out, "--algo.dynamic-sampling", **{
+        "algo.dynamic-sampling-max-rounds": 2, "rollout.prompts-per-step": 2, "train.steps": 3}))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][1:-1]
+    assert len(rows) == 3 and all(1 <= r["rollout/rounds"] <= 3 for r in rows)
+    for line in (out / "rollouts.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        assert len(rec["episodes"]) == len(rec["completion_ids"]) == len(rec["loss_mask"])
+        for g in range(0, len(rec["rewards"]), 4):  # G = 4
+            judged = [x for x in rec["rewards"][g:g + 4] if x is not None]
+            assert len(set(judged)) > 1 or not any(rec["advantages"][g:g + 4]), rec["rewards"][g:g + 4]
