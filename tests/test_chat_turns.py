@@ -145,7 +145,8 @@ def test_prompt_ids_record_the_think_state_and_pass_template_options():
 
 
 def test_reward_kwargs_from_the_config_are_checked_against_the_signature(tmp_path):
-    from grpokit.config import ConfigError, load_yaml, validate
+    from grpokit.config import load_yaml, validate
+    from grpokit.errors import ConfigError
     from grpokit.rewards import RewardError
     from grpokit.train.run import build_scorer
 

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from grpokit.models.state import trainable_tensors
 from grpokit.train import checkpoint as ckpt
-from grpokit.config import Config, ConfigError
+from grpokit.config import Config
+from grpokit.errors import ConfigError
 
 HELPER = Path(__file__).parent / "helpers" / "slow_save_train.py"
 TIMING = ("time/generation", "time/reward", "time/update")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from grpokit.cli.main import parse_config
-from grpokit.config import Config, ConfigError, validate
+from grpokit.config import Config, validate
+from grpokit.errors import ConfigError
 from grpokit.train.run import accuracy_judge, build_scorer
 from grpokit.sandbox import Limits, same_output
 from grpokit.sandbox.compare import same_token

@@ -15,7 +15,8 @@ import grpokit
 from grpokit.cli.eval import EvalCommandConfig
 from grpokit.cli.main import main
 from grpokit.cli.sample import SampleCommandConfig
-from grpokit.config import Config, ConfigError, load_yaml, to_dict, validate
+from grpokit.config import Config, load_yaml, to_dict, validate
+from grpokit.errors import ConfigError
 from grpokit.registry import did_you_mean
 
 COMMANDS = {"train": Config, "eval": EvalCommandConfig, "sample": SampleCommandConfig}

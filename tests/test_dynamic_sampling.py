@@ -9,7 +9,8 @@ import zlib
 import pytest
 import torch
 
-from grpokit.config import Config, ConfigError, validate
+from grpokit.config import Config, validate
+from grpokit.errors import ConfigError
 from grpokit.data.order import CurriculumOrder
 from grpokit.rewards.scorer import ScoreResult
 from grpokit.rollout.generate import Rollout, concat_rollouts

@@ -49,7 +49,7 @@ def test_demo_training_changes_parameters_and_raises_accuracy(arithmetic_model_d
 
 
 def test_output_dir_holding_a_run_is_refused_before_loading(tmp_path):
-    from grpokit.config import ConfigError
+    from grpokit.errors import ConfigError
 
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     cfg = Config(output_dir=str(tmp_path))

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from grpokit.models.adapters import adapter_start
-from grpokit.config import Config, ConfigError, ModelConfig
+from grpokit.config import Config, ModelConfig
+from grpokit.errors import ConfigError
 from grpokit.models.loading import load_model, prepare_model, save_merged
 from grpokit.train.run import run_training
 from tests.model_helpers import grpo_config, load_prepared, two_grpo_steps

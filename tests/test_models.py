@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grpokit.config import Config, ConfigError, ModelConfig, validate
+from grpokit.config import Config, ModelConfig, validate
+from grpokit.errors import ConfigError
 from grpokit.models.loading import (
     choose_pad_token, load_model, load_tokenizer, lora_config, prepare_model, resolve_device,
 )

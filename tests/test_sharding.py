@@ -6,7 +6,8 @@ import re
 import pytest
 import torch
 
-from grpokit.config import Config, ConfigError, validate
+from grpokit.config import Config, validate
+from grpokit.errors import ConfigError
 from grpokit.parallel.dist import Dist
 from grpokit.parallel.sharding import decoder_layers, full_state, is_sharded, passes_to_match, shard_for_training
 

@@ -95,7 +95,8 @@ def max_new_tokens(cfg) -> int:
 def check(cfg):
     """Checks that need no model or data file; returns the rollout section evaluation samples
     with (its completion limit resolved). Raises ConfigError naming the field."""
-    from grpokit.config import ConfigError, check_sampling
+    from grpokit.config import check_sampling
+    from grpokit.errors import ConfigError
     from grpokit.data.records import validate_data_config
 
     rollout = dataclasses.replace(cfg.rollout, max_new_tokens=max_new_tokens(cfg))

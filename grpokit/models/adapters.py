@@ -20,7 +20,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from grpokit.config import ConfigError, ModelConfig
+from grpokit.config import ModelConfig
+from grpokit.errors import ConfigError
 
 ADAPTER_CONFIG = "adapter_config.json"
 # ModelConfig field -> adapter_config.json key

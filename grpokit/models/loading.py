@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from grpokit.config import Config, ConfigError, ModelConfig, load_yaml, to_dict
+from grpokit.config import Config, ModelConfig, load_yaml, to_dict
+from grpokit.errors import ConfigError
 from grpokit.policy.reference import is_adapter_model  # noqa: F401  (also used by callers)
 
 BUILTIN_PREFIX = "builtin:"
