@@ -51,15 +51,17 @@ def _select_untrimmed(self, rows_B):
 
 
 def _multinomial_next_B(logits_BV, *, temperature, top_k, top_p, generator):
-    """torch.multinomial on the filtered softmax, entropy from log_softmax: the usual way."""
-    from grpokit.algo.logprobs import entropy_BT
+    """torch.multinomial on the filtered softmax, entropy and the token's log-prob each in a pass
+    of their own: the usual way."""
+    from grpokit.algo.logprobs import entropy_BT, token_logprobs_BT
     from grpokit.algo.sampling import filter_logits_BV
 
     if temperature == 0.0:
-        return logits_BV.argmax(-1), None
+        return logits_BV.argmax(-1), None, None
     z_BV = logits_BV.float() / temperature
     probs_BV = torch.softmax(filter_logits_BV(z_BV, top_k=top_k, top_p=top_p), dim=-1)
-    return torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1), entropy_BT(z_BV[:, None])[:, 0]
+    tok_B = torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
+    return tok_B, entropy_BT(z_BV[:, None])[:, 0], token_logprobs_BT(z_BV[:, None], tok_B[:, None])[:, 0]
 
 
 def _patch_full_logits():

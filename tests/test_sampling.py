@@ -1,10 +1,11 @@
 """Level 1: the one token sampler draws from the same distribution as torch.multinomial
 (chi-square tests with fixed seeds and a 5-sigma threshold), never draws a token of
-probability 0, and its entropy is the package's one entropy formula."""
+probability 0, and its entropy and the drawn token's log-prob come from the package's one
+softmax pass."""
 
 import torch
 
-from grpokit.algo.logprobs import entropy_BT
+from grpokit.algo.logprobs import entropy_BT, token_logprobs_BT
 from grpokit.algo.sampling import filter_logits_BV, inverse_cdf_draw_B, sample_next_B
 
 
@@ -63,14 +64,25 @@ def test_sampler_entropy_is_the_entropy_of_the_scaled_distribution_before_filter
     g = torch.Generator().manual_seed(2)
     logits_BV = torch.randn(3, 50, generator=g) * 2
     logits_BV[0, 7] = float("-inf")  # a banned token adds nothing
-    tok_B, ent_B = sample_next_B(logits_BV, temperature=0.8, top_k=5, generator=g)
+    tok_B, ent_B, _ = sample_next_B(logits_BV, temperature=0.8, top_k=5, generator=g)
     p_BV = torch.softmax(logits_BV / 0.8, -1)
     by_hand_B = -(p_BV * torch.log(p_BV.clamp(min=1e-30))).sum(-1)
     assert torch.allclose(ent_B, by_hand_B, atol=1e-5)
     assert torch.allclose(entropy_BT(logits_BV[:, None], temperature=0.8)[:, 0], by_hand_B, atol=1e-5)
     assert all(int(t) in torch.topk(logits_BV[b], 5).indices.tolist() for b, t in enumerate(tok_B))
-    greedy_B, none = sample_next_B(logits_BV, temperature=0.0)
-    assert none is None and greedy_B.tolist() == logits_BV.argmax(-1).tolist()
+    greedy_B, none, no_logp = sample_next_B(logits_BV, temperature=0.0)
+    assert none is None and no_logp is None and greedy_B.tolist() == logits_BV.argmax(-1).tolist()
+
+
+def test_sampler_logprob_is_the_drawn_tokens_log_softmax_before_filtering():
+    g = torch.Generator().manual_seed(3)
+    logits_BV = torch.randn(4, 300, generator=g) * 3
+    logits_BV[1, :10] = float("-inf")  # banned tokens (min_new_tokens) count as probability 0
+    tok_B, _, logp_B = sample_next_B(logits_BV, temperature=0.7, top_p=0.9, generator=g)
+    by_hand_B = torch.log_softmax(logits_BV.double() / 0.7, -1).gather(-1, tok_B[:, None]).squeeze(-1)
+    assert torch.allclose(logp_B.double(), by_hand_B, atol=1e-5)
+    assert torch.allclose(logp_B, token_logprobs_BT(logits_BV[:, None], tok_B[:, None], temperature=0.7)[:, 0],
+                          atol=1e-5)
 
 
 def test_entropy_ignores_banned_tokens():

@@ -27,16 +27,19 @@ def token_logprobs_BT(
     return torch.cat(pieces, dim=1)
 
 
-def softmax_parts_NV(z_NV: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(e_NV = exp(z - max z), the unnormalised probabilities; entropy_N of softmax(z) in nats)
-    for float logits z_NV (already divided by the temperature). The package's one entropy
-    formula, shared by the sampler (which draws from e_NV) and entropy_BT:
+def softmax_parts_NV(z_NV: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(e_NV = exp(z - max z), the unnormalised probabilities; entropy_N of softmax(z) in nats;
+    logz_N = logsumexp(z), so log softmax(z)[i] = z[i] - logz_N) for float logits z_NV (already
+    divided by the temperature). The package's one entropy formula, shared by the sampler (which
+    draws from e_NV and reads the drawn token's log-prob off logz_N) and entropy_BT:
     H = log S - sum(e * d) / S with d = z - max z and S = sum e. A banned token (z = -inf) has
     e = 0 and adds nothing (its 0 * -inf is dropped)."""
-    d_NV = z_NV - z_NV.amax(-1, keepdim=True)
+    max_N1 = z_NV.amax(-1, keepdim=True)
+    d_NV = z_NV - max_N1
     e_NV = d_NV.exp()
     sum_N = e_NV.sum(-1)
-    return e_NV, sum_N.log() - d_NV.mul_(e_NV).nansum(-1) / sum_N
+    log_sum_N = sum_N.log()
+    return e_NV, log_sum_N - d_NV.mul_(e_NV).nansum(-1) / sum_N, max_N1.squeeze(-1) + log_sum_N
 
 
 @torch.no_grad()

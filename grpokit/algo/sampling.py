@@ -64,16 +64,19 @@ def sample_next_B(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(one token id per row [B], entropy in nats of softmax(logits / temperature) [B] before
-    top-k/top-p, or None when greedy). temperature == 0 means greedy (argmax).
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(one token id per row [B]; entropy in nats of softmax(logits / temperature) [B]; the drawn
+    token's log-prob under that distribution [B]). Entropy and log-prob are taken before
+    top-k/top-p, and are None when greedy (temperature == 0: argmax).
 
     The draw is inverse-CDF (inverse_cdf_draw_B) on the unnormalised exp(z - max) that the
-    entropy also uses, so the vocabulary is exponentiated once per step."""
+    entropy also uses, so the vocabulary is exponentiated once per step; the log-prob is
+    z[token] - logsumexp(z) from the same pass (equal to algo.logprobs.token_logprobs_BT)."""
     if temperature == 0.0:
-        return logits_BV.argmax(dim=-1), None
+        return logits_BV.argmax(dim=-1), None, None
     z_BV = logits_BV.float() if temperature == 1.0 else logits_BV.float() / temperature
-    e_BV, ent_B = softmax_parts_NV(z_BV)
+    e_BV, ent_B, logz_B = softmax_parts_NV(z_BV)
     if top_k > 0 or top_p < 1.0:
         e_BV = torch.softmax(filter_logits_BV(z_BV, top_k=top_k, top_p=top_p), dim=-1)
-    return inverse_cdf_draw_B(e_BV, generator), ent_B
+    tok_B = inverse_cdf_draw_B(e_BV, generator)
+    return tok_B, ent_B, z_BV.gather(-1, tok_B[:, None]).squeeze(-1) - logz_B

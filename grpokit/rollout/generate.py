@@ -15,7 +15,7 @@ from typing import Iterable
 
 import torch
 
-from grpokit.algo.logprobs import completion_mask_BT, token_logprobs_BT
+from grpokit.algo.logprobs import completion_mask_BT
 from grpokit.algo.sampling import sample_next_B
 from grpokit.rollout.decoders import DecoderFactory, choose_decoder
 
@@ -144,7 +144,7 @@ def generate(
     reason). Internal, for the benchmark's ablations and tests: share_prefill=False prefills
     every sample's prompt instead of once per group (the same tokens, slower). logprobs keeps
     each sampled token's log-prob under the temperature-scaled distribution it was drawn from
-    (before top-k/top-p; end-of-turn ids banned below min_new_tokens), one logsumexp per row and token."""
+    (before top-k/top-p; end-of-turn ids banned below min_new_tokens), read off the sampler's pass."""
     device = next(model.parameters()).device
     ids_PL, mask_PL = left_pad(prompts, pad_id, device)
     G = group_size
@@ -163,12 +163,12 @@ def generate(
             logits_BV = dec.logits_BV()
             if step < min_new_tokens:  # the logits are this step's own tensor: edit in place
                 logits_BV[:, stop_S] = float("-inf")
-            tok_B, ent_B = sample_next_B(logits_BV, temperature=temperature, top_k=top_k, top_p=top_p,
-                                         generator=generator)
+            tok_B, ent_B, logp_B = sample_next_B(logits_BV, temperature=temperature, top_k=top_k, top_p=top_p,
+                                                 generator=generator)
             if ent_B is not None:
                 entropies.append(ent_B)
-            if logprobs and temperature > 0:
-                logps.append(token_logprobs_BT(logits_BV[:, None], tok_B[:, None], temperature=temperature)[:, 0])
+            if logprobs and logp_B is not None:  # read off the sampler's own pass: no extra work
+                logps.append(logp_B)
             tok_B = torch.where(finished_B, torch.full_like(tok_B, pad_id), tok_B)
             tokens.append(tok_B)
             lengths_B += (~finished_B).long()
