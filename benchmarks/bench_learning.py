@@ -60,24 +60,6 @@ def demo_data(tokenizer, seed: int, steps: int):
     return train, held_out, order
 
 
-class ListOrder:
-    """The prompt order as a fixed list of indices (so both systems see the same prompts)."""
-
-    def __init__(self, indices: list[int]):
-        self.indices, self.position = indices, 0
-
-    def next_indices(self, k: int) -> list[int]:
-        out = [self.indices[(self.position + i) % len(self.indices)] for i in range(k)]
-        self.position += k
-        return out
-
-    def record(self, indices, rewards_PG) -> None:
-        pass
-
-    def stats(self) -> dict:
-        return {}
-
-
 class Clock:
     """Training time with evaluation left out, as wall time and as the process's CPU time; the
     curve of [step, train wall s, train CPU s, accuracy]."""
@@ -114,6 +96,7 @@ class Clock:
 def run_grpokit(seed: int, steps: int, eval_every: int, dynamic: bool) -> dict:
     import torch
 
+    from benchmarks.grpokit_runner import SequentialOrder
     from benchmarks.workloads import load
     from grpokit.cli.main import apply_process_settings
     from grpokit.config import Config, validate
@@ -132,7 +115,7 @@ def run_grpokit(seed: int, steps: int, eval_every: int, dynamic: bool) -> dict:
     model, tok = load("tiny")
     train, held_out, order = demo_data(tok, seed, steps)
     scorer = RewardScorer(cfg.reward.names, cfg.reward.weights)
-    trainer = Trainer(cfg, model, tok, train, scorer, prompt_order=ListOrder(order))
+    trainer = Trainer(cfg, model, tok, train, scorer, prompt_order=SequentialOrder(order))
     clock, rows = Clock(model, tok, held_out), []
     clock.evaluate(0)
     for step in range(1, steps + 1):

@@ -113,13 +113,15 @@ VARIANTS = {
 
 
 class SequentialOrder:
-    """Prompts in file order, like the other systems (grpokit's own prompt order shuffles)."""
+    """Prompts in a fixed order shared with the other systems (grpokit's own prompt order
+    shuffles): file order for n prompts, or the given list of indices, cycled."""
 
-    def __init__(self, n: int):
-        self.n, self.position = n, 0
+    def __init__(self, order: int | list[int]):
+        self.indices = list(range(order)) if isinstance(order, int) else list(order)
+        self.position = 0
 
     def next_indices(self, k: int) -> list[int]:
-        out = [(self.position + i) % self.n for i in range(k)]
+        out = [self.indices[(self.position + i) % len(self.indices)] for i in range(k)]
         self.position += k
         return out
 
