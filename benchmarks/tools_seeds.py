@@ -1,9 +1,9 @@
 """Run the built-in tool task (`grpokit train --data.source arithmetic-tools`) for several seeds
 and report held-out accuracy and tool-call rate before and after, and the training time.
 
-    python benchmarks/tools_seeds.py [--seeds 0 1 2] [--steps 60] [--out runs/tools] [-- EXTRA FLAGS]
+    python benchmarks/tools_seeds.py [--seeds 0 1 2] [--steps 40] [--out runs/tools] [-- EXTRA FLAGS]
 
-Each seed is one `grpokit train` process (train.seed = the seed; the warm-started model and the
+Each seed is one `grpokit train --config arithmetic-tools` process (the shipped recipe; train.seed = the seed; the warm-started model and the
 held-out problems are the same for all). "train s" is the time of the GRPO steps alone (the sum of
 each step's time/generation, time/reward and time/update), "wall s" the whole command: model
 load, both evaluations, saving. The margin stated in advance (issue 20): on every seed the
@@ -26,7 +26,7 @@ STEP_TIMES = ("time/generation", "time/reward", "time/update")
 
 def run_seed(seed: int, steps: int, out: Path, extra: list[str]) -> dict:
     folder = out / f"seed{seed}"
-    cmd = [sys.executable, "-m", "grpokit", "train", "--data.source", "arithmetic-tools", "--train.seed", str(seed),
+    cmd = [sys.executable, "-m", "grpokit", "train", "--config", "arithmetic-tools", "--train.seed", str(seed),
            "--train.steps", str(steps), "--output-dir", str(folder), "--log.no-progress", *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
@@ -54,7 +54,7 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--out", type=Path, default=Path("runs/tools-seeds"))
     ap.add_argument("extra", nargs="*", help="more `grpokit train` flags, after --")
     args = ap.parse_args()

@@ -20,7 +20,8 @@ from tests.conftest import DATA, REPO
 from tests.model_helpers import build_text_tokenizer, save_tiny_llama
 
 STORIES = RECIPE_DIR / "stories260k-words.yaml"  # a CPU recipe: tests/test_stories260k.py
-RECIPES = sorted(p for p in RECIPE_DIR.glob("*.yaml") if p != STORIES)
+TOOLS = RECIPE_DIR / "arithmetic-tools.yaml"  # the built-in tool task's recipe (below)
+RECIPES = sorted(p for p in RECIPE_DIR.glob("*.yaml") if p not in (STORIES, TOOLS))
 TEXTBOOK = RECIPE_DIR / "textbook-qwen3-8b-qlora.yaml"
 
 
@@ -30,11 +31,18 @@ def test_the_recipes_ship_inside_the_package():
     assert [p.name for p in RECIPES] == [
         "small-gpu-qwen3-1.7b-qlora.yaml", "textbook-qwen3-8b-qlora-think.yaml", "textbook-qwen3-8b-qlora.yaml"]
     assert STORIES.is_file() and STORIES.with_suffix(".jsonl").is_file()
-    assert shipped_recipes() == sorted(p.stem for p in [*RECIPES, STORIES])
+    assert shipped_recipes() == sorted(p.stem for p in [*RECIPES, STORIES, TOOLS])
     # what a wheel carries besides the modules: pyproject's package-data globs, relative to grpokit/
     globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["grpokit"]
     packaged = sorted({p for g in globs if g.startswith("recipes/") for p in (REPO / "grpokit").glob(g)})
-    assert packaged == sorted([*RECIPES, STORIES, STORIES.with_suffix(".jsonl")]) and RECIPE_DIR == REPO / "grpokit" / "recipes"
+    assert packaged == sorted([*RECIPES, STORIES, STORIES.with_suffix(".jsonl"), TOOLS]) and RECIPE_DIR == REPO / "grpokit" / "recipes"
+
+
+def test_the_tool_task_recipe_is_the_measured_setting_and_brings_its_environment():
+    cfg = validate(load_yaml("arithmetic-tools"))
+    assert (cfg.data.source, cfg.env.name, cfg.model.name_or_path) == ("arithmetic-tools", "calculator",
+                                                                      "builtin:arithmetic-tools")
+    assert (cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.train.steps, cfg.train.lr) == (8, 8, 40, 1e-3)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
