@@ -161,6 +161,14 @@ def test_thresholds_decide_warnings_and_failures():
     long_answers = find_problems(findings(length={**cut, "answer_tokens_max": 9}), c)
     assert long_answers[0].text == ("87% of completions hit rollout.max_new_tokens=8 (the longest answer alone "
                                     "needs 9)") and exit_code(long_answers) == 2
+    tool_cut = find_problems(findings(length=cut, multi_turn=True), c)  # a cut tool episode gives no answer
+    assert tool_cut[0].text.endswith("(a tool episode's budget holds the call, the tool's answer and the final answer)")
+    assert exit_code(tool_cut) == 2
+    # never solved while some completions were cut: the length limit is named first
+    unsolved = {"equal_groups_share": 1.0, "pass@1": 0.0, "pass@4": 0.0}
+    some_cut = find_problems(findings(length={**findings()["length"], "truncated_share": 0.16}, groups=unsolved), c)
+    never = [p for p in some_cut if p.check == "never_solved"][0]
+    assert never.fix.startswith("raise rollout.max_new_tokens to >= 16 first (16% of completions were cut); else")
     none = findings(rewards={"r": {**findings()["rewards"]["r"], "none_share": 0.4}})
     assert [(p.check, p.severity) for p in find_problems(none, c)] == [("reward_none", "warn")]
     assert "returned None for 40%" in find_problems(none, c)[0].text

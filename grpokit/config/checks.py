@@ -160,9 +160,11 @@ def _check_doctor_and_alerts(cfg: Config) -> None:
     _need(_number(d.memory_limit_gib) and d.memory_limit_gib >= 0, "doctor.memory_limit_gib",
           f"must be GiB >= 0 (0 = no limit), got {d.memory_limit_gib!r}")
     for name in ("truncated_fail", "truncated_warn", "equal_groups_warn", "none_fail", "none_warn"):
-        _need(_number(getattr(d, name)) and 0 <= getattr(d, name) <= 1, f"doctor.{name}", "must be a share in [0, 1]")
+        _need(_number(getattr(d, name)) and 0 <= getattr(d, name) <= 1, f"doctor.{name}",
+              f"must be a share in [0, 1], got {getattr(d, name)!r}")
     for name in ("zero_std_share", "truncated_share", "entropy_ratio", "max_clipped_share"):
-        _need(_number(getattr(a, name)) and 0 <= getattr(a, name) <= 1, f"alerts.{name}", "must be a share in [0, 1]")
+        _need(_number(getattr(a, name)) and 0 <= getattr(a, name) <= 1, f"alerts.{name}",
+              f"must be a share in [0, 1], got {getattr(a, name)!r}")
     for name in ("zero_std_steps", "truncated_steps", "entropy_steps", "flat_steps", "rearm_steps"):
         _need(isinstance(getattr(a, name), int) and getattr(a, name) >= 1, f"alerts.{name}", "must be an integer >= 1")
     _need(_number(a.flat_delta) and a.flat_delta >= 0, "alerts.flat_delta", "must be >= 0 (0 = off)")

@@ -272,6 +272,7 @@ def diagnose(trainer, scorer, judge_name: str, judge, *, prompts: int, evaluate=
         "pass_rule": f"reward {judge_name!r} > 0",
         "nondeterministic_rewards": disagreeing_rewards(first, second),
         "max_fail_share": cfg.reward.max_fail_share, "mask_truncated": cfg.algo.mask_truncated,
+        "multi_turn": bool(cfg.env.name),
     }
     findings["step"] = measure_step(trainer, scorer) if measure else None
     eval_seconds, findings["eval_error"] = timed_eval(evaluate, eval_examples or [])

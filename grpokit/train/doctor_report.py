@@ -57,17 +57,20 @@ def suggested_max_new_tokens(length: dict) -> int:
 
 def truncation_problems(f: dict, c: DoctorConfig) -> list[Problem]:
     """Truncation from doctor.truncated_fail stops learning when the reference answers do not fit
-    in the limit, or when algo.mask_truncated leaves those completions out of the loss; else (a
+    in the limit, when algo.mask_truncated leaves those completions out of the loss, or in tool
+    episodes (env.name: a cut episode never gives its answer); else (a
     story that runs on, say) it is a warning, and what it costs shows in the pass and group checks."""
     length = f["length"]
     share, limit = length["truncated_share"], length["max_new_tokens"]
     if share < c.truncated_warn or share == 0:
         return []
     answers = length["answer_tokens_max"]
-    blocking = (answers is not None and answers > limit) or f.get("mask_truncated", False)
+    episode = f.get("multi_turn", False)  # a cut tool episode never reaches its answer
+    blocking = (answers is not None and answers > limit) or f.get("mask_truncated", False) or episode
     severity = "fail" if share >= c.truncated_fail and blocking else "warn"
     why = f" (the longest answer alone needs {answers})" if answers is not None and answers > limit else \
-        " (algo.mask_truncated leaves them out of the loss)" if blocking else ""
+        " (algo.mask_truncated leaves them out of the loss)" if f.get("mask_truncated", False) else \
+        " (a tool episode's budget holds the call, the tool's answer and the final answer)" if episode else ""
     return [Problem(severity, "truncation", f"{share:.0%} of completions hit rollout.max_new_tokens={limit}{why}",
                     f"raise rollout.max_new_tokens to >= {suggested_max_new_tokens(length)}")]
 
@@ -99,12 +102,15 @@ def group_problems(f: dict, c: DoctorConfig) -> list[Problem]:
     g, G = f["groups"], f["group_size"]
     pass_g, share = g[f"pass@{G}"], g["equal_groups_share"]
     out = []
-    if pass_g == 0:
+    truncated = f["length"]["truncated_share"]
+    cut = truncated >= c.truncated_fail
+    if pass_g == 0:  # cut completions may be the ones that would have passed: that fix comes first
+        first = (f"raise rollout.max_new_tokens to >= {suggested_max_new_tokens(f['length'])} first ({truncated:.0%} "
+                 f"of completions were cut); else " if truncated >= c.truncated_warn else "")
         out.append(Problem("fail", "never_solved", f"no prompt solved by any of its {G} completions "
                            f"(pass@{G} = 0, pass rule: {f['pass_rule']})",
-                           "the task is too hard for this model: lower the difficulty, warm-start (SFT) the model, "
-                           "or raise rollout.group_size"))
-    cut = f["length"]["truncated_share"] >= c.truncated_fail
+                           first + "the task is too hard for this model: lower the difficulty, warm-start (SFT) the "
+                           "model, or raise rollout.group_size"))
     if share >= 1:
         why = (f"most completions are cut by rollout.max_new_tokens: raise it to >= "
                f"{suggested_max_new_tokens(f['length'])} first" if cut and pass_g == 0 else
@@ -155,7 +161,7 @@ def _num(value, fmt: str = ".3f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else \
@@ -183,8 +189,8 @@ def findings_lines(f: dict) -> list[str]:
         cuda = f", CUDA peak {step['peak_cuda_gib']:.2f} GiB" if step["peak_cuda_gib"] is not None else ""
         lines.append(f"  one step            {step['seconds']:.2f} s, peak RSS {step['peak_rss_gib']:.2f} GiB{cuda} "
                      f"(prompts up to {step['prompt_tokens_max']} tokens)")
-        lines.append(f"  whole run           ~{_duration(proj['total_seconds'])}: {proj['steps']} steps x "
-                     f"{step['seconds']:.2f} s + {proj['evals']} evaluations x {_duration(proj['eval_seconds'])}")
+        lines.append(f"  whole run           ~{duration_text(proj['total_seconds'])}: {proj['steps']} steps x "
+                     f"{step['seconds']:.2f} s + {proj['evals']} evaluations x {duration_text(proj['eval_seconds'])}")
     return lines
 
 

@@ -30,7 +30,8 @@ from grpokit.rewards import RewardScorer, resolve_reward
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.alerts import AlertMonitor
 from grpokit.train.doctor import diagnose
-from grpokit.train.doctor_report import VERDICTS, WillNotLearn, exit_code, find_problems, format_report, write_report
+from grpokit.train.doctor_report import (VERDICTS, WillNotLearn, duration_text, exit_code, find_problems, format_report,
+                                         write_report)
 from grpokit.train.logs import MetricsLog, NullLog, plot_run, truncate_lines
 from grpokit.train.trainer import Trainer
 
@@ -182,7 +183,7 @@ def _preflight(run: Run, log) -> None:
     total = f["projection"]["total_seconds"]
     log(f"pre-flight: {VERDICTS[code]} ({f['prompts']} prompts x {G}: truncated {f['length']['truncated_share']:.0%}, "
         f"equal-reward groups {g['equal_groups_share']:.0%}, pass@{G} {g[f'pass@{G}']:.2f}"
-        + (f", whole run ~{total / 60:.1f} min" if total is not None else "")
+        + (f", whole run ~{duration_text(total)}" if total is not None else "")
         + f"; {time.perf_counter() - start:.1f} s; {path.name})")
 
 
@@ -309,7 +310,7 @@ def _finish(run: Run, after: dict, start: float, log, weights=None) -> dict:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "metrics.jsonl", "a") as fh:
         fh.write(json.dumps({"step": trainer.step_idx, **{k: v for k, v in after.items()
-                                                           if k in ("eval/accuracy", "eval/tool_call_rate")}}) + "\n")
+                                                           if k.startswith("eval/")}}) + "\n")
     if cfg.log.plot:
         plot_run(run.metrics.all_rows(), out / "plot.png", title=f"grpokit: {cfg.algo.advantage} / {cfg.algo.aggregation}")
     log(summary_table(summary))
