@@ -169,6 +169,8 @@ def test_thresholds_decide_warnings_and_failures():
     some_cut = find_problems(findings(length={**findings()["length"], "truncated_share": 0.16}, groups=unsolved), c)
     never = [p for p in some_cut if p.check == "never_solved"][0]
     assert never.fix.startswith("raise rollout.max_new_tokens to >= 16 first (16% of completions were cut); else")
+    equal = [p for p in some_cut if p.check == "equal_groups"][0]
+    assert equal.fix == "16% of completions are cut by rollout.max_new_tokens: raise it to >= 16 first"
     none = findings(rewards={"r": {**findings()["rewards"]["r"], "none_share": 0.4}})
     assert [(p.check, p.severity) for p in find_problems(none, c)] == [("reward_none", "warn")]
     assert "returned None for 40%" in find_problems(none, c)[0].text

@@ -103,7 +103,7 @@ def group_problems(f: dict, c: DoctorConfig) -> list[Problem]:
     pass_g, share = g[f"pass@{G}"], g["equal_groups_share"]
     out = []
     truncated = f["length"]["truncated_share"]
-    cut = truncated >= c.truncated_fail
+    cut = truncated >= c.truncated_warn
     if pass_g == 0:  # cut completions may be the ones that would have passed: that fix comes first
         first = (f"raise rollout.max_new_tokens to >= {suggested_max_new_tokens(f['length'])} first ({truncated:.0%} "
                  f"of completions were cut); else " if truncated >= c.truncated_warn else "")
@@ -112,7 +112,7 @@ def group_problems(f: dict, c: DoctorConfig) -> list[Problem]:
                            first + "the task is too hard for this model: lower the difficulty, warm-start (SFT) the "
                            "model, or raise rollout.group_size"))
     if share >= 1:
-        why = (f"most completions are cut by rollout.max_new_tokens: raise it to >= "
+        why = (f"{truncated:.0%} of completions are cut by rollout.max_new_tokens: raise it to >= "
                f"{suggested_max_new_tokens(f['length'])} first" if cut and pass_g == 0 else
                "every completion passes (pass@1 = 1): make the task harder" if g["pass@1"] >= 1 else
                "the task is too hard for this model: lower the difficulty or warm-start" if pass_g == 0 else
