@@ -328,8 +328,9 @@ def main() -> None:
                            "eval_every": args.eval_every, "threads": args.threads}, "runs": runs}
     if "trl" in args.systems and "grpokit_ds" in args.systems:
         result["summary"] = summarise(runs)
+    Path(args.out).write_text(json.dumps(result, indent=1))  # before anything else can fail
+    if "summary" in result:
         print(markdown(result["summary"]))
-    Path(args.out).write_text(json.dumps(result, indent=1))
     if args.plot:
         plot(runs, Path(args.plot))
 
