@@ -101,15 +101,15 @@ def rounding_tolerance(dtype: torch.dtype, max_abs_logit: float) -> float:
     return 1e-4 + 2 * torch.finfo(dtype).eps * max_abs_logit
 
 
-def _head_reason(model, rows: Rollout) -> str | None:
+def _head_reason(model, rows: Rollout, hidden_BTH: torch.Tensor) -> str | None:
     """Why the fused head does not give the model's own log-probs (None when it does): both from
     the same final hidden states, so only what the model does after its decoder differs (a
-    logit scale or soft cap in its forward, a hook on its head) beyond the rounding of logits."""
+    logit scale or soft cap in its forward, a hook on its head) beyond the rounding of logits.
+    hidden_BTH: completion_hidden_BTH(model, rows, share_prompt=False)."""
     T = rows.completion_ids_BT.shape[1]
     mask_BT = rows.completion_mask_BT.bool()
     logits_BTV = completion_logits_BTV(model, rows)
     want_N = token_logprobs_BT(logits_BTV, rows.completion_ids_BT)[mask_BT]
-    hidden_BTH = completion_hidden_BTH(model, rows, share_prompt=False)
     head = model.get_output_embeddings()
     got_N = head_logprobs_N(hidden_BTH[mask_BT], head.weight, rows.completion_ids_BT[mask_BT])
     worst = float((want_N - got_N).abs().max()) if T else 0.0
@@ -118,13 +118,12 @@ def _head_reason(model, rows: Rollout) -> str | None:
     return f"decoder + head differs from the model's forward by {worst:.3g} (a scaled or capped head?)"
 
 
-def _shared_prompt_reason(model, rows: Rollout) -> str | None:
+def _shared_prompt_reason(model, rows: Rollout, own_BTH: torch.Tensor) -> str | None:
     """Why running each group's prompt once does not give every row's own hidden states (None
     when it does, to 1e-4 of their largest magnitude in fp32, 16 eps of it in a lower precision,
     where attention with and without a cache rounds differently): catches caches that do not
     share cleanly, whose rows get another row's prompt."""
     shared_BTH = completion_hidden_BTH(model, rows, share_prompt=True)
-    own_BTH = completion_hidden_BTH(model, rows, share_prompt=False)
     mask_BT1 = rows.completion_mask_BT[..., None]
     worst = float(((shared_BTH - own_BTH).abs() * mask_BT1).max()) / max(float(own_BTH.abs().max()), 1e-30)
     if worst <= max(1e-4, 16 * torch.finfo(own_BTH.dtype).eps):
@@ -147,7 +146,9 @@ def _split_reason(model, rollout: Rollout, *, share_prompt: bool) -> str | None:
         if reason is None:
             rows = rollout.select(torch.zeros(2, dtype=torch.long, device=rollout.lengths_B.device))
             with eval_mode(model), torch.no_grad():
-                reason = _head_reason(model, rows) or (_shared_prompt_reason(model, rows) if share_prompt else None)
+                own_BTH = completion_hidden_BTH(model, rows, share_prompt=False)  # each row its own prompt
+                reason = _head_reason(model, rows, own_BTH) or (
+                    _shared_prompt_reason(model, rows, own_BTH) if share_prompt else None)
         state[share_prompt] = reason
     return state[share_prompt]
 
