@@ -3,10 +3,11 @@
 probability 0, and its entropy and the drawn token's log-prob come from the package's one
 softmax pass."""
 
+import pytest
 import torch
 
 from grpokit.algo.logprobs import entropy_BT, token_logprobs_BT
-from grpokit.algo.sampling import filter_logits_BV, inverse_cdf_draw_B, sample_next_B
+from grpokit.algo.sampling import filter_logits_BV, inverse_cdf_draw_B, sample_next_B, seeded_generator
 
 
 def _counts(draws: torch.Tensor, V: int) -> torch.Tensor:
@@ -88,3 +89,15 @@ def test_sampler_logprob_is_the_drawn_tokens_log_softmax_before_filtering():
 def test_entropy_ignores_banned_tokens():
     logits = torch.tensor([[[0.0, 0.0, float("-inf")]]])
     assert torch.allclose(entropy_BT(logits), torch.log(torch.tensor([[2.0]])))
+
+
+def test_seeded_generator_derives_each_stream_from_seed_and_indices_alone():
+    # hand-computed: 3 * 1_000_003 + 2 * 10_007 + 1 * 101 + 0 * 1_000_000_007
+    assert seeded_generator("cpu", 3, 2, 1, 0).initial_seed() == 3_020_124
+    assert seeded_generator("cpu", 7).initial_seed() == 7  # no stream: the seed as given
+    draw = lambda *a: torch.rand(4, generator=seeded_generator("cpu", *a))  # noqa: E731
+    assert torch.equal(draw(3, 2, 1, 0), draw(3, 2, 1, 0))
+    assert not torch.equal(draw(3, 2, 1, 0), draw(3, 2, 1, 1))  # another sampling round
+    assert not torch.equal(draw(3, 2, 0), draw(3, 2, 1))  # another rank
+    with pytest.raises(ValueError, match="at most 3 stream indices, got 4"):
+        seeded_generator("cpu", 0, 1, 2, 3, 4)

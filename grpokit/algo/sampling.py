@@ -12,6 +12,25 @@ import torch
 from grpokit.algo.logprobs import softmax_parts_NV
 
 
+# what each extra stream index is multiplied by before it is added (primes, so streams stay apart)
+_STREAM_WEIGHTS = (10_007, 101, 1_000_000_007)
+
+
+def seeded_generator(device, seed: int, *stream: int) -> torch.Generator:
+    """A torch.Generator on `device` whose state is fixed by `seed` and up to three stream indices
+    (e.g. step, rank, sampling round), so the same (seed, stream) always draws the same tokens
+    and a resumed run samples as the uninterrupted one. With no stream the seed is used as given;
+    otherwise seed * 1_000_003 + sum(index_i * weight_i) mod 2^63 - 1.
+    Raises ValueError for more than three stream indices."""
+    if len(stream) > len(_STREAM_WEIGHTS):
+        raise ValueError(f"seeded_generator takes at most {len(_STREAM_WEIGHTS)} stream indices, got {len(stream)}")
+    value = seed if not stream else (seed * 1_000_003 + sum(
+        int(i) * w for i, w in zip(stream, _STREAM_WEIGHTS))) % (2**63 - 1)
+    g = torch.Generator(device=device)
+    g.manual_seed(value)
+    return g
+
+
 def filter_logits_BV(logits_BV: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Set logits outside the top-k and outside the smallest nucleus of mass >= top_p to -inf."""
     if top_k > 0 and top_k < logits_BV.shape[-1]:

@@ -110,15 +110,13 @@ class ChatSession:
         self.calls = 0
 
     def answer(self, prompt: str) -> list[str]:
-        import torch
-
+        from grpokit.algo.sampling import seeded_generator
         from grpokit.eval.evaluate import decode_completions
         from grpokit.rollout.generate import generate
 
         r, s = self.rollout, self.sample
         device = next(self.model.parameters()).device
-        gen = torch.Generator(device=device)
-        gen.manual_seed(s.seed * 1_000_003 + self.calls)  # each prompt its own stream, reproducibly
+        gen = seeded_generator(device, s.seed, self.calls)  # each prompt its own stream, reproducibly
         self.calls += 1
         ids = prompt_ids(self.tokenizer, prompt, system=s.system_prompt, think=s.think,
                          template_kwargs=s.chat_template_kwargs)

@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from grpokit.algo.sampling import seeded_generator
 from grpokit.rollout.generate import Rollout, generate
 
 RewardFn = Callable[[str, dict], "float | None"]
@@ -57,8 +58,7 @@ def sample_completions(
     if n > 1 and sampling["temperature"] <= 0:
         raise ValueError(f"n={n} samples per problem need temperature > 0 (greedy gives one answer)")
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
+    generator = seeded_generator(device, seed)
     per_call = max(1, batch_size // n)
     stops = end_of_turn_ids(tokenizer, model, stop_token_ids)
     out = Samples()

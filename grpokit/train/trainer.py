@@ -17,6 +17,7 @@ import torch
 from grpokit.algo.advantages import compute_advantages_PG, zero_std_P
 from grpokit.algo.aggregate import aggregate
 from grpokit.algo.losses import per_token_loss_BT
+from grpokit.algo.sampling import seeded_generator
 from grpokit.config import Config, check_whole_groups
 from grpokit.data.chat import stop_token_ids
 from grpokit.data.order import PromptOrder, ShuffledOrder
@@ -52,14 +53,6 @@ def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> fl
         return (step + 1) / (warmup + 1)
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def step_generator(seed: int, step: int, rank: int, device, round_: int = 0) -> torch.Generator:
-    """Sampling RNG derived from (seed, step, rank, sampling round) alone, so a resumed run samples
-    the same. Round 0 is every step's first (and, without dynamic sampling, only) round."""
-    g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + step * 10_007 + rank * 101 + round_ * 1_000_000_007) % (2**63 - 1))
-    return g
 
 
 @dataclass
@@ -144,7 +137,8 @@ class Trainer:
 
     def _sample(self, examples: list[dict], round_: int = 0) -> Rollout:
         r, d = self.cfg.rollout, self.dist
-        gen = step_generator(self.cfg.train.seed, self.step_idx, d.rank, self.device, round_)
+        # the draws depend on (seed, step, rank, round) alone, so a resumed run samples the same
+        gen = seeded_generator(self.device, self.cfg.train.seed, self.step_idx, d.rank, round_)
         # ranks stop decoding at different steps: no per-forward collectives
         with self.sharding.gathered(self.model):
             if self.env is not None:
