@@ -202,10 +202,16 @@ def _false_equation(sides: list[str]) -> bool:
     return None not in values and len(set(values)) > 1
 
 
-def _last_number(text: str) -> str | None:
+def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
+    """The last non-overlapping match of pattern in text, or None."""
     last = None
-    for last in _NUMBER_IN_TEXT.finditer(text):
+    for last in pattern.finditer(text):
         pass
+    return last
+
+
+def _last_number(text: str) -> str | None:
+    last = _last_match(_NUMBER_IN_TEXT, text)
     return last.group(0).strip() if last else None
 
 
@@ -225,18 +231,10 @@ def extract_answer(text: str, *, choices: bool = False) -> str | None:
     boxed = find_last_boxed(visible)
     if boxed:
         return boxed
-    hashes = None
-    for hashes in _HASHES.finditer(visible):
-        pass
-    if hashes is not None:
-        found = _answer_from_clause(hashes.group(1), choices)
-        if found:
-            return found
-    marker = None
-    for marker in _MARKER.finditer(visible):
-        pass
-    if marker is not None:
-        found = _answer_from_clause(visible[marker.end():marker.end() + 4000], choices)
+    hashes, marker = _last_match(_HASHES, visible), _last_match(_MARKER, visible)
+    clauses = ([hashes.group(1)] if hashes else []) + ([visible[marker.end():marker.end() + 4000]] if marker else [])
+    for clause in clauses:  # "#### x" first, then the text after the last answer marker
+        found = _answer_from_clause(clause, choices)
         if found:
             return found
     return _last_number(visible)
