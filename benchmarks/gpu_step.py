@@ -105,9 +105,9 @@ def run_grpokit(shape: dict, w: Workload, device: str, steps: int) -> list[dict]
 def run_trl(shape: dict, w: Workload, device: str, steps: int) -> list[dict]:
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
-    from benchmarks.trl_runner import _Recorder
+    from benchmarks.trl_runner import _Recorder, trl_config
     from benchmarks.workloads import synthetic_reward
     from grpokit.models.loading import lora_config
 
@@ -139,16 +139,10 @@ def run_trl(shape: dict, w: Workload, device: str, steps: int) -> list[dict]:
 
     on_cpu = device == "cpu"
     with tempfile.TemporaryDirectory() as out_dir:
-        args = GRPOConfig(
-            output_dir=out_dir, use_cpu=on_cpu, bf16=not on_cpu, gradient_checkpointing=False,
-            per_device_train_batch_size=MICRO_BATCH[w.name], gradient_accumulation_steps=B // MICRO_BATCH[w.name],
-            steps_per_generation=B // MICRO_BATCH[w.name], num_generations=w.group_size,
-            max_completion_length=w.max_new_tokens, generation_kwargs={"min_new_tokens": w.min_new_tokens},
-            temperature=1.0, top_p=1.0, top_k=0, learning_rate=w.lr, adam_beta1=0.9, adam_beta2=0.99,
-            weight_decay=0.0, max_grad_norm=1.0, lr_scheduler_type="constant", warmup_steps=0,
-            optim="adamw_torch", loss_type="dapo", epsilon=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1,
-            scale_rewards="group", max_steps=steps, logging_steps=10_000, save_strategy="no", report_to=[],
-            disable_tqdm=True, shuffle_dataset=False, dataloader_num_workers=0, seed=0, log_completions=False)
+        micro = MICRO_BATCH[w.name]
+        args = trl_config(w, steps, out_dir, 0, use_cpu=on_cpu, bf16=not on_cpu, per_device_train_batch_size=micro,
+                          gradient_accumulation_steps=B // micro, steps_per_generation=B // micro,
+                          generation_kwargs={"min_new_tokens": w.min_new_tokens}, dataloader_pin_memory=not on_cpu)
         trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, train_dataset=ds,
                               processing_class=tok, peft_config=lora_config(grpokit_config(w, device, steps).model),
                               callbacks=[Timer()])

@@ -5,7 +5,7 @@ the group when all rewards are equal; otherwise, per completion, tokenize prompt
 completion text again and run one forward over it, summing the completion tokens' log-probs;
 loss = -(1/G) sum_i A_i sum_t log pi(o_i,t) with A_i = r_i - mean(r) (group-mean baseline,
 sequence-sum). Its well-known bug, computing those log-probs under torch.no_grad() so nothing
-trains (DESIGN pitfall 1), is fixed: the forward runs with gradients. One AdamW step per step.
+trains (docs/design.md, pitfall 1), is fixed: the forward runs with gradients. One AdamW step per step.
 
 Its other pitfalls are kept, since they are what a user of the textbook loop runs: completions
 are re-tokenized from text (pitfall 2; the EOS is lost to skip_special_tokens) and the forward

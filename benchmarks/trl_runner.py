@@ -1,7 +1,7 @@
 """TRL's side of bench_grpo.py: GRPOTrainer on a workload, configured at its best on a CPU.
 
-Settings that matter for speed (DESIGN pitfall 8: TRL's defaults are bf16 autocast and gradient
-checkpointing, ~3x slower on a CPU): fp32 (bf16=False), gradient_checkpointing=False,
+Settings that matter for speed (TRL's defaults, bf16 autocast and gradient checkpointing, are
+~3x slower on a CPU; docs/performance.md, "The benchmark"): fp32 (bf16=False), gradient_checkpointing=False,
 use_cpu=True, one optimizer step per generation batch (per_device_train_batch_size = P*G,
 no gradient accumulation, so no extra old-log-prob forward), beta=0 (no reference model),
 the faster HF cache per workload (CACHE_IMPLEMENTATION), no logging or saving inside the
@@ -21,7 +21,7 @@ import time
 import torch
 
 from benchmarks import flops
-from benchmarks.workloads import WORKLOADS, examples, load, task_reward
+from benchmarks.workloads import WORKLOADS, Workload, examples, load, task_reward
 
 
 # HF generate's KV cache: "static" measured ~7 % faster per 128-token generation here, ~5 % slower
@@ -29,16 +29,17 @@ from benchmarks.workloads import WORKLOADS, examples, load, task_reward
 CACHE_IMPLEMENTATION = {"tiny": None, "smoke": None, "reasoning": "static"}
 
 
-def trl_config(workload: str, steps: int, out_dir: str, seed: int):
+def trl_config(w: Workload, steps: int, out_dir: str, seed: int, **overrides):
+    """TRL's GRPOConfig for workload w at its best on a CPU (module docstring); `overrides` replace
+    settings (benchmarks/gpu_step.py: bf16 on a GPU, micro-batches)."""
     from trl import GRPOConfig
 
-    w = WORKLOADS[workload]
     gen_kwargs = {"min_new_tokens": w.min_new_tokens} if w.min_new_tokens else None
-    return GRPOConfig(
+    settings = dict(
         output_dir=out_dir, use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
         per_device_train_batch_size=w.prompts_per_step * w.group_size, gradient_accumulation_steps=1,
         num_generations=w.group_size, max_completion_length=w.max_new_tokens, generation_kwargs=gen_kwargs,
-        temperature=w.temperature, top_p=w.top_p, top_k=0, cache_implementation=CACHE_IMPLEMENTATION[workload],
+        temperature=w.temperature, top_p=w.top_p, top_k=0, cache_implementation=CACHE_IMPLEMENTATION.get(w.name),
         learning_rate=w.lr, adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, max_grad_norm=1.0,
         lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch",
         loss_type="dapo", epsilon=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1, scale_rewards="group",
@@ -46,6 +47,7 @@ def trl_config(workload: str, steps: int, out_dir: str, seed: int):
         shuffle_dataset=False, dataloader_num_workers=0, dataloader_pin_memory=False, seed=seed,
         log_completions=False,
     )
+    return GRPOConfig(**{**settings, **overrides})
 
 
 class _Recorder:
@@ -135,7 +137,7 @@ def serve(workload: str, proto, on_ready, seed: int = 0) -> None:
             self.mark()
 
     with tempfile.TemporaryDirectory() as out_dir:
-        trainer = GRPOTrainer(model=model, reward_funcs=[task_reward_fn], args=trl_config(workload, 1_000_000, out_dir, seed),
+        trainer = GRPOTrainer(model=model, reward_funcs=[task_reward_fn], args=trl_config(WORKLOADS[workload], 1_000_000, out_dir, seed),
                               train_dataset=ds, processing_class=tok, callbacks=[Driver()])
         rec.wrap_generation(trainer)
         trainer.train()
