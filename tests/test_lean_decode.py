@@ -40,11 +40,9 @@ def _model(kind: str, **extra):
 PROMPTS = [[1, 5, 6, 7, 8, 9], [1, 10, 11], [1, 12, 13, 14]]  # ragged: left padding in play
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "mistral"])
-def test_lean_logits_equal_the_models_forward_on_each_unpadded_row(kind):
-    model = _model(kind)
-    assert why_not_lean(model, 20) is None
-    G, T = 2, 5
+def _lean_error(model, G: int = 2, T: int = 5) -> tuple[float, float]:
+    """(largest |lean logit - model forward logit| over every row and step of a decode of random
+    tokens after PROMPTS; spread of the last step's lean logits)."""
     ids_PL, mask_PL = left_pad(PROMPTS, 0, "cpu")
     dec = LeanDecoder(model, ids_PL, mask_PL, positions_from_mask(mask_PL), G, T)
     tokens_BT = torch.randint(3, VOCAB, (len(PROMPTS) * G, T), generator=torch.Generator().manual_seed(1))
@@ -57,9 +55,44 @@ def test_lean_logits_equal_the_models_forward_on_each_unpadded_row(kind):
                 want_V = model(input_ids=seq).logits[0, -1]
                 worst = max(worst, float((got_BV[b] - want_V).abs().max()))
             dec.feed(tokens_BT[:, t])
-        spread = float(dec.logits_BV().std())
+        return worst, float(dec.logits_BV().std())
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "mistral"])
+def test_lean_logits_equal_the_models_forward_on_each_unpadded_row(kind):
+    model = _model(kind)
+    assert why_not_lean(model, 20) is None
+    worst, spread = _lean_error(model)
     assert worst < 1e-5, worst
     assert spread > 0.5  # the logits are far from flat: the comparison has teeth
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen3"])
+def test_lean_logits_with_a_lora_adapter_equal_the_peft_models_forward(kind):
+    from peft import LoraConfig, get_peft_model
+
+    # init_lora_weights=False: B is random, not zero, so the adapter changes every projection
+    model = get_peft_model(_model(kind), LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS,
+                                                    init_lora_weights=False)).eval()
+    assert why_not_lean(model, 20) is None and choose_decoder(model, 20) is LeanDecoder
+    worst, _ = _lean_error(model)
+    assert worst < 1e-5, worst
+    ids_PL, mask_PL = left_pad(PROMPTS, 0, "cpu")
+    with torch.no_grad():
+        adapted_BV = LeanDecoder(model, ids_PL, mask_PL, positions_from_mask(mask_PL), 1, 1).logits_BV()
+        with model.disable_adapter():  # the base model alone: the lean decoder must follow
+            assert _lean_error(model)[0] < 1e-5
+            base_BV = LeanDecoder(model, ids_PL, mask_PL, positions_from_mask(mask_PL), 1, 1).logits_BV()
+    assert float((adapted_BV - base_BV).abs().max()) > 0.1  # the adapter counts: the check has teeth
+    kw = dict(group_size=3, max_new_tokens=6, eos_id=2, pad_id=0)
+    a = generate(model, PROMPTS, generator=torch.Generator().manual_seed(3), decoder=ModelDecoder, **kw)
+    b = generate(model, PROMPTS, generator=torch.Generator().manual_seed(3), **kw)  # the lean decoder
+    assert torch.equal(a.completion_ids_BT, b.completion_ids_BT) and torch.equal(a.lengths_B, b.lengths_B)
+    model.merge_adapter()  # merged into the base weights: added once, not twice
+    assert _lean_error(model)[0] < 1e-4  # (the merged weights round differently)
 
 
 def test_lean_rollout_equals_the_models_own_decoding(tiny_llama):
@@ -84,17 +117,18 @@ def test_lean_rollout_equals_the_models_own_decoding(tiny_llama):
     assert torch.equal(a.completion_ids_BT, c.completion_ids_BT)
 
 
-def test_models_it_cannot_run_fall_back_with_the_reason_logged_once(tiny_llama, caplog):
-    from peft import LoraConfig, get_peft_model
+def test_models_it_cannot_run_fall_back_with_the_reason_logged_once(caplog):
+    from peft import LoraConfig, PrefixTuningConfig, get_peft_model
     from transformers import GPT2Config, GPT2LMHeadModel
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=16, n_layer=1, n_head=2, n_positions=32))
     assert "model type 'gpt2'" in why_not_lean(gpt2, 10)
     assert "sliding window 8 < 20" in why_not_lean(_model("mistral", sliding_window=8), 20)
     assert why_not_lean(_model("mistral", sliding_window=8), 8) is None
-    model, tok = tiny_llama
-    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
-    assert "PEFT" in why_not_lean(lora, 10)
+    dora = get_peft_model(_model("llama"), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], use_dora=True))
+    assert "(DoRA?), not plain LoRA" in why_not_lean(dora, 10)
+    prefix = get_peft_model(_model("llama"), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    assert "PEFT adapter of type PREFIX_TUNING" in why_not_lean(prefix, 10)
     decoders._NOTED.clear()
     kw = dict(group_size=2, max_new_tokens=3, eos_id=2, pad_id=0)
     with caplog.at_level(logging.WARNING, logger="grpokit"):
@@ -124,3 +158,29 @@ def test_a_run_decodes_rollouts_and_its_evaluations_with_the_lean_step(arithmeti
     run_training(cfg, log=lambda *a: None)
     assert (2, cfg.rollout.max_new_tokens) in built  # the step's rollout (G = 2)
     assert len(built) >= 3, built  # and the evaluations before and after (G = 1)
+
+
+def test_projections_multiply_by_packed_weights_on_a_cpu_and_fall_back_with_the_reason_logged(monkeypatch, caplog):
+    from grpokit.rollout import lean
+
+    model = _model("llama")
+    ids_PL, mask_PL = left_pad(PROMPTS, 0, "cpu")
+    build = lambda m: LeanDecoder(m, ids_PL, mask_PL, positions_from_mask(mask_PL), 2, 3)  # noqa: E731
+    dec = build(model)
+    assert dec.head.packed is not None and all(p.packed is not None for layer in dec.proj for p in layer)
+    assert build(_model("llama").to(torch.bfloat16)).head.packed is None  # float32 only
+    # a torch build whose oneDNN op fails: F.linear instead, said once, the same logits
+    monkeypatch.setattr(lean, "_PACKED_OK", [])
+
+    def broken(*args):
+        raise RuntimeError("no oneDNN in this build")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
+    decoders._NOTED.clear()
+    with caplog.at_level(logging.WARNING, logger="grpokit"):
+        assert build(model).head.packed is None and build(model).head.packed is None
+        worst, _ = _lean_error(model)
+    said = [r.getMessage() for r in caplog.records if r.name == "grpokit"]
+    assert said == ["grpokit: rollout: the lean decoder multiplies by torch's matmul, not oneDNN's packed "
+                    "weights (RuntimeError: no oneDNN in this build)"], said
+    assert worst < 1e-5

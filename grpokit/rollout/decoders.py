@@ -14,22 +14,12 @@ policy/forward.py).
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 import torch
 
+from grpokit.rollout.fallback import _NOTED, note_fallback  # noqa: F401 (re-exported: policy, tests)
 from grpokit.rollout.lean import LeanDecoder, why_not_lean
-
-log = logging.getLogger("grpokit")
-_NOTED: set[tuple[str, str]] = set()
-
-
-def note_fallback(what: str, reason: str) -> None:
-    """Log, once per process for each (what, reason), that a slower path runs and why."""
-    if (what, reason) not in _NOTED:
-        _NOTED.add((what, reason))
-        log.warning("grpokit: %s (%s)", what, reason)
 
 
 def fsdp_reason(model) -> str | None:
