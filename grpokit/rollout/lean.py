@@ -17,9 +17,10 @@ What it saves, per decode step, against the Hugging Face forward with a KV cache
   never attends to another row's tokens, so their values cannot leak);
 * rotary cos/sin for every step are computed once, and the per-layer Python is a dozen tensor
   operations, not the generic layer's hundred-odd with its cache and mask bookkeeping;
-* on a CPU, every projection and the LM head multiply by oneDNN's pre-packed copy of their
-  float32 weight, packed once per generation (as much memory again as those weights while
-  generating): with a decode step's few rows that runs the head ~2x faster than F.linear.
+* on a CPU, the LM head and every projection of at least PACK_MIN_ELEMENTS weights multiply by
+  oneDNN's pre-packed copy of their float32 weight, packed once per generation (as much memory
+  again as those weights while generating): with a decode step's few rows that runs the head
+  ~2x faster than F.linear.
 
 The math is the model's: the same weights, norms (the module itself where its dtype is not
 float32), rotary embedding (the model's own `rotary_emb`) and softmax attention; results equal
@@ -96,6 +97,10 @@ def why_not_lean(model, total_len: int) -> str | None:
 
 
 _PACKED_OK: list[bool] = []  # [whether oneDNN's packed product works here], decided once per process
+# Smallest weight (elements) worth packing. Measured on 2 cores with 32-64 rows: packing costs
+# >= ~110 us a weight; a 128 x 128 weight then multiplies slower (19 against 11 us), 256 x 256
+# no faster, 1024 x 256 ~1.4x faster (94 against 129 us), the 32k x 256 LM head ~2.7x.
+PACK_MIN_ELEMENTS = 1 << 18
 
 
 def _packed_products_work() -> bool:
@@ -121,12 +126,14 @@ def _packed_products_work() -> bool:
 
 def packed_weight(weight_OI: torch.Tensor, rows: int) -> torch.Tensor | None:
     """oneDNN's pre-packed copy of a float32 CPU weight [O, I], for products with about `rows`
-    rows (any row count works), or None where it does not run (another device or dtype, a build
-    without oneDNN): then F.linear does. With the decoder's few rows, the packed product runs the
-    LM head ~2x and the layers' projections ~1.5x faster than F.linear, which re-packs the weight
-    on every call (benchmarks: docs/performance.md, "The lean decoder"). Same values to float
-    rounding (another summation order)."""
-    if weight_OI.device.type != "cpu" or weight_OI.dtype != torch.float32 or not _packed_products_work():
+    rows (any row count works), or None where it does not run or pay (another device or dtype, a
+    build without oneDNN, fewer than PACK_MIN_ELEMENTS elements): then F.linear does. With the
+    decoder's few rows, the packed product runs a 32k x 256 LM head ~2x and a 1024 x 256 MLP
+    projection ~1.4x faster than F.linear, which re-packs the weight on every call
+    (docs/performance.md, "The lean decoder"). Same values to float rounding (another summation
+    order)."""
+    if (weight_OI.numel() < PACK_MIN_ELEMENTS or weight_OI.device.type != "cpu" or weight_OI.dtype != torch.float32
+            or not _packed_products_work()):
         return None
     return torch.ops.mkldnn._reorder_linear_weight(weight_OI.detach(), rows)
 
