@@ -156,3 +156,69 @@ def test_a_merged_then_disabled_adapter_on_the_lm_head_is_not_in_the_lean_logits
     worst = float((got_PV - want_PV).abs().max())
     print("merged+disabled lm_head worst", worst)
     assert worst < 1e-4, worst
+
+
+def test_a_model_in_train_mode_with_lora_dropout_samples_without_dropout():
+    model = _peft("llama", lora_dropout=0.5).train()
+    kw = dict(group_size=3, max_new_tokens=6, eos_id=2, pad_id=0)
+    a = generate(model.eval(), PROMPTS, generator=torch.Generator().manual_seed(3), decoder=ModelDecoder, **kw)
+    b = generate(model.train(), PROMPTS, generator=torch.Generator().manual_seed(3), **kw)  # lean, in train mode
+    assert model.training  # generate restores the mode
+    assert torch.equal(a.completion_ids_BT, b.completion_ids_BT)
+
+
+def test_bf16_model_with_lora():
+    model = _peft("qwen3", model=_model("qwen3").to(torch.bfloat16), target_modules=ALL + ["lm_head"])
+    assert why_not_lean(model, 20) is None
+    worst, _ = _lean_error(model)
+    print("bf16 worst", worst, "gap", _base_gap(model))
+    assert worst < 0.1, worst  # bf16 rounding of logits ~10
+    assert _same_rollouts(model, temperature=0.0)
+
+
+def test_packed_weights_with_lora():
+    from grpokit.rollout import lean
+
+    base = _model("qwen2", vocab_size=4096, hidden_size=64, intermediate_size=4096)  # head and MLP packed
+    model = _peft("qwen2", model=base, target_modules=ALL + ["lm_head"])
+    ids_PL, mask_PL = left_pad(PROMPTS, 0, "cpu")
+    dec = LeanDecoder(model, ids_PL, mask_PL, positions_from_mask(mask_PL), 2, 3)
+    assert dec.head.packed is not None and dec.proj[0][4].packed is not None and dec.head.adapters
+    assert lean.PACK_MIN_ELEMENTS == 1 << 18
+    worst, _ = _lean_error(model)
+    print("packed+lora worst", worst, "gap", _base_gap(model))
+    assert worst < 5e-5, worst
+
+
+@pytest.mark.parametrize("target", ["all-linear", "q_proj,v_proj"])
+def test_grpokits_own_lora_model(target):
+    from grpokit.config.sections import ModelConfig
+    from grpokit.models.loading import prepare_model
+
+    cfg = ModelConfig(mode="lora", lora_r=4, lora_alpha=8, lora_dropout=0.1,
+                      lora_target="all-linear" if target == "all-linear" else target.split(","))
+    model = prepare_model(_model("llama"), cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+    assert choose_decoder(model, 20) is LeanDecoder, why_not_lean(model, 20)
+    model.train()  # as the trainer leaves it
+    worst, _ = _lean_error(model.eval())
+    print(target, "grpokit lora worst", worst, "gap", _base_gap(model))
+    assert worst < 1e-5 and _same_rollouts(model.train())
+
+
+@pytest.mark.parametrize("extra", [dict(target_modules=ALL + ["embed_tokens"]),
+                                   dict(trainable_token_indices={"embed_tokens": [5, 7, 12]})])
+def test_tied_embeddings_with_lora_on_the_embeddings_or_trainable_tokens(extra):
+    model = _peft("llama", model=_model("llama", tie_word_embeddings=True), **extra)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "trainable_tokens_delta" in name:
+                p.normal_(std=1.0)
+    reason = why_not_lean(model, 20)
+    worst = None if reason else _lean_error(model)[0]
+    print(extra, "reason", reason, "worst", worst, "gap", _base_gap(model))
+    assert reason is not None or worst < 1e-5, worst
+    assert _same_rollouts(model)
