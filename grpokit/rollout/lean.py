@@ -143,10 +143,14 @@ class Projection:
     (+ B's bias) for each active LoRA adapter, in peft's order and dtypes (the adapter's input in
     A's dtype, the sum cast back to the base output's dtype). The adapters are read once, when the
     decoder is built: none changes while a generation runs. A merged or disabled adapter adds
-    nothing (a merged one is already in W). W is packed for `rows` rows where packed_weight can."""
+    nothing (a merged one is already in W; a disabled one is unmerged first, as peft's forward
+    does, which the prefill never runs for the LM head). W is packed for `rows` rows where
+    packed_weight can."""
 
     def __init__(self, module: torch.nn.Module, rows: int):
         lora = _is_lora_linear(module)
+        if lora and module.disable_adapters and module.merged:
+            module.unmerge()  # as peft's forward does on a disabled layer's next call
         base = module.base_layer if lora else module
         self.weight, self.bias = base.weight, base.bias
         self.packed = packed_weight(self.weight, rows)
