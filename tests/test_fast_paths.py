@@ -10,7 +10,7 @@ import torch
 from grpokit.algo.logprobs import entropy_BT, head_logprobs_N, token_logprobs_BT
 from grpokit.policy import forward
 from grpokit.policy.forward import _SPLIT_CHECKED, policy_logprobs_BT
-from grpokit.rollout import decoders
+from grpokit.rollout import decoders, fallback
 from grpokit.rollout.generate import generate
 
 PLAIN = dict(fused_head=False, share_prompt=False)  # the internal switches that force the plain forward
@@ -83,7 +83,7 @@ def test_fused_head_and_shared_prompt_match_the_plain_forward(tiny_llama):
 def test_heads_the_split_cannot_reproduce_fall_back_to_the_model_forward_and_say_why_once(tiny_llama, caplog):
     model, tok = tiny_llama
     ro = _rollout(model, tok)
-    decoders._NOTED.clear()
+    fallback._NOTED.clear()
 
     class Scaled(torch.nn.Linear):  # a head that scales logits: the split path would be wrong
         def forward(self, x):
@@ -118,7 +118,7 @@ def test_a_model_sharded_with_fsdp_decodes_and_updates_through_its_own_forward(t
     model, tok = tiny_llama
     plain = _rollout(model, tok)
     want = policy_logprobs_BT(model, plain, **PLAIN)
-    decoders._NOTED.clear()
+    fallback._NOTED.clear()
     cls = type(model)
     model.__class__ = type("FSDP" + cls.__name__, (FSDPModule, cls), {})  # what fully_shard does to the class
     with caplog.at_level(logging.WARNING, logger="grpokit"):
@@ -185,7 +185,7 @@ def test_a_bf16_model_whose_head_rounds_differently_takes_the_fused_head_and_a_s
         return (out.float() * (1 + half_eps * sign)).to(out.dtype)
 
     handle = model.lm_head.register_forward_hook(rounds_differently)
-    decoders._NOTED.clear()
+    fallback._NOTED.clear()
     with caplog.at_level(logging.WARNING, logger="grpokit"):
         got = policy_logprobs_BT(model, ro)
         assert _SPLIT_CHECKED[model] == {True: None}  # the fused head and shared prompt were taken

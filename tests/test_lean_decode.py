@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grpokit.config import Config
-from grpokit.rollout import decoders
+from grpokit.rollout import decoders, fallback
 from grpokit.rollout.decoders import ModelDecoder, choose_decoder
 from grpokit.rollout.generate import generate, left_pad, positions_from_mask
 from grpokit.rollout.lean import LeanDecoder, why_not_lean
@@ -139,7 +139,7 @@ def test_models_it_cannot_run_fall_back_with_the_reason_logged_once(caplog):
     assert "(DoRA?), not plain LoRA" in why_not_lean(dora, 10)
     prefix = get_peft_model(_model("llama"), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
     assert "PEFT adapter of type PREFIX_TUNING" in why_not_lean(prefix, 10)
-    decoders._NOTED.clear()
+    fallback._NOTED.clear()
     kw = dict(group_size=2, max_new_tokens=3, eos_id=2, pad_id=0)
     with caplog.at_level(logging.WARNING, logger="grpokit"):
         got = [generate(gpt2, [[1, 5, 6]], generator=torch.Generator().manual_seed(0), **kw) for _ in range(2)]
@@ -188,7 +188,7 @@ def test_weights_large_enough_are_packed_on_a_cpu_and_a_failing_op_falls_back_wi
         raise RuntimeError("no oneDNN in this build")
 
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
-    decoders._NOTED.clear()
+    fallback._NOTED.clear()
     with caplog.at_level(logging.WARNING, logger="grpokit"):
         assert build(model).head.packed is None and build(model).head.packed is None
         worst, _ = _lean_error(model)

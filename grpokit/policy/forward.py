@@ -7,7 +7,7 @@ One update forward, policy_logprobs_BT. Where the model allows it, it takes the 
 * shared prompt: rows of a micro-batch with the same prompt (a GRPO group) run the prompt once;
   its KV cache is indexed out to the rows, so gradients from every row flow back into it.
 Otherwise (a head that is not a plain bias-free Linear, one that scales or caps logits, a model
-sharded with FSDP) it runs the model's own forward, and logs once why (rollout.decoders.
+sharded with FSDP) it runs the model's own forward, and logs once why (rollout.fallback.
 note_fallback). Whether the split reproduces the model's log-probs is checked once per model,
 numerically. Both paths give the same log-probs and gradients to float rounding
 (tests/test_fast_paths.py).
@@ -21,7 +21,8 @@ import weakref
 import torch
 
 from grpokit.algo.logprobs import head_logprobs_N, token_logprobs_BT
-from grpokit.rollout.decoders import fsdp_reason, note_fallback
+from grpokit.rollout.decoders import fsdp_reason
+from grpokit.rollout.fallback import note_fallback
 from grpokit.rollout.generate import Rollout, eval_mode, positions_from_mask
 
 # model -> {share_prompt: None when the split path reproduces the model's log-probs, else why not}

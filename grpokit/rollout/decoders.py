@@ -18,7 +18,7 @@ from typing import Protocol
 
 import torch
 
-from grpokit.rollout.fallback import _NOTED, note_fallback  # noqa: F401 (re-exported: policy, tests)
+from grpokit.rollout.fallback import note_fallback
 from grpokit.rollout.lean import LeanDecoder, why_not_lean
 
 

@@ -66,6 +66,13 @@ def _why_not_projection(m) -> str | None:
     return f"{type(m).__name__} layer with {type(m.weight).__name__} weights (adapter, quantized or sharded)"
 
 
+def _projections(layer) -> tuple:
+    """A decoder layer's linear projections, in the order LeanDecoder uses them: q, k, v, o,
+    gate, up, down."""
+    a, m = layer.self_attn, layer.mlp
+    return a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj
+
+
 def why_not_lean(model, total_len: int) -> str | None:
     """None when LeanDecoder can run `model` (a *ForCausalLM, or one wrapped by peft with plain
     LoRA adapters) for sequences of up to total_len positions, else why not."""
@@ -88,7 +95,7 @@ def why_not_lean(model, total_len: int) -> str | None:
         window = a.sliding_window if hasattr(a, "sliding_window") else getattr(config, "sliding_window", None)
         if window is not None and window < total_len:
             return f"sliding window {window} < {total_len} positions"
-        linears += [a.q_proj, a.k_proj, a.v_proj, a.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj]
+        linears += _projections(layer)
     for m in linears:
         reason = _why_not_projection(m)
         if reason is not None:
@@ -164,10 +171,6 @@ class Projection:
             y = F.linear(x, self.weight, self.bias)
         else:
             y = torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")
-        return self.add_adapters(x, y)
-
-    def add_adapters(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """y (the base projection of x) plus every adapter's term."""
         if not self.adapters:
             return y
         out = y
@@ -190,7 +193,7 @@ class LeanDecoder:
     def __init__(self, model, ids_PL, mask_PL, positions_PL, group_size: int, max_new_tokens: int):
         model = causal_lm(model)
         base, config = model.model, model.config
-        self.model, self.base, self.G = model, base, group_size
+        self.base, self.G = base, group_size
         out = base(input_ids=ids_PL, attention_mask=mask_PL, position_ids=positions_PL, use_cache=True)
         self.P, self.L = ids_PL.shape
         self.B = self.P * group_size
@@ -222,9 +225,7 @@ class LeanDecoder:
         # the LM head (most of a decode step) and each layer's projections q, k, v, o, gate, up,
         # down: weights packed and adapters looked up once, for this generation only
         self.head = Projection(model.lm_head, self.B)
-        self.proj = [[Projection(m, self.B) for m in (
-            layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
-            layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)] for layer in base.layers]
+        self.proj = [[Projection(m, self.B) for m in _projections(layer)] for layer in base.layers]
         self.t = 0  # completion tokens fed so far
 
     def logits_BV(self) -> torch.Tensor:
